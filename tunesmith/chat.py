@@ -1,0 +1,92 @@
+"""Render conversations with a tokenizer's chat template and locate the trainable (assistant) characters.
+
+Shared by curation's token statistics and by training's loss masks, so both count the same tokens.
+A template is rendered once per role sequence with sentinel contents; each row is then assembled by
+string joins, which is exact for templates that insert contents verbatim (checked on the first row of
+each role sequence; otherwise that sequence falls back to rendering every row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_SENTINEL = "\ue000{}\ue001"
+
+
+def _render(tokenizer, messages: list[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+def end_of_turn(tokenizer) -> str:
+    """The text that closes an assistant turn and must be trained, so the model learns to stop."""
+    return tokenizer.eos_token or ""
+
+
+def _frame(tokenizer, roles: tuple[str, ...]) -> list[str] | None:
+    """Template pieces around the contents for this role sequence, or None if contents are not verbatim."""
+    text = _render(tokenizer, [{"role": r, "content": _SENTINEL.format(i)} for i, r in enumerate(roles)])
+    pieces, rest = [], text
+    for i in range(len(roles)):
+        head, sep, rest = rest.partition(_SENTINEL.format(i))
+        if not sep:
+            return None
+        pieces.append(head)
+    pieces.append(rest)
+    return pieces
+
+
+def _spans_from_pieces(pieces: list[str], roles, contents, eot: str) -> tuple[str, list[tuple[int, int]]]:
+    parts, spans, pos = [], [], 0
+    for i, (role, content) in enumerate(zip(roles, contents)):
+        parts.append(pieces[i])
+        pos += len(pieces[i])
+        start = pos
+        parts.append(content)
+        pos += len(content)
+        if role == "assistant":
+            after = pieces[i + 1]
+            cut = after.find(eot) if eot else -1
+            spans.append((start, pos + (cut + len(eot) if cut >= 0 else 0)))
+    parts.append(pieces[-1])
+    return "".join(parts), spans
+
+
+def _spans_by_search(text: str, roles, contents, eot: str) -> list[tuple[int, int]]:
+    spans, cursor = [], 0
+    for role, content in zip(roles, contents):
+        start = text.find(content, cursor)
+        if start < 0:
+            continue
+        end = start + len(content)
+        cursor = end
+        if role == "assistant":
+            cut = text.find(eot, end) if eot else -1
+            spans.append((start, cut + len(eot) if cut >= 0 and text[end:cut].strip() == "" else end))
+    return spans
+
+
+def render_with_spans(
+    tokenizer, conversations: Sequence[Sequence[tuple[str, str]]]
+) -> tuple[list[str], list[list[tuple[int, int]]]]:
+    """Rendered texts and, per text, the character spans of assistant turns (content + end of turn)."""
+    eot = end_of_turn(tokenizer)
+    frames: dict[tuple[str, ...], list[str] | None] = {}
+    texts, spans = [], []
+    for conversation in conversations:
+        roles = tuple(r for r, _ in conversation)
+        contents = [c for _, c in conversation]
+        if roles not in frames:
+            pieces = _frame(tokenizer, roles)
+            real = _render(tokenizer, [{"role": r, "content": c} for r, c in conversation])
+            if pieces is not None and _spans_from_pieces(pieces, roles, contents, eot)[0] != real:
+                pieces = None
+            frames[roles] = pieces
+        pieces = frames[roles]
+        if pieces is not None:
+            text, row_spans = _spans_from_pieces(pieces, roles, contents, eot)
+        else:
+            text = _render(tokenizer, [{"role": r, "content": c} for r, c in conversation])
+            row_spans = _spans_by_search(text, roles, contents, eot)
+        texts.append(text)
+        spans.append(row_spans)
+    return texts, spans

@@ -1,0 +1,135 @@
+"""The `tunesmith` command line: thin subcommands that parse, load a config, call one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tunesmith.config import ConfigError
+
+log = logging.getLogger("tunesmith")
+
+EXIT_USAGE, EXIT_DATA, EXIT_GATES = 2, 2, 3
+
+
+def _curate(args: argparse.Namespace) -> int:
+    from tunesmith.config import load_config
+    from tunesmith.console import console, gate_table, stage_table
+    from tunesmith.curate.config import CurateConfig
+    from tunesmith.curate.pipeline import GateFailure, run_curate
+
+    config = load_config(CurateConfig, Path(args.config), args.overrides)
+    if args.dry_run:
+        console.print_json(json.dumps(config.model_dump(mode="json")))
+        return 0
+    try:
+        result = run_curate(config)
+    except GateFailure as failure:
+        console.print(gate_table(failure.gates))
+        log.error("%s", failure)
+        return EXIT_GATES
+    console.print(stage_table(result.card.stages))
+    if result.card.gates:
+        console.print(gate_table(result.card.gates))
+    note = " (unchanged: identical inputs and config)" if result.reused else ""
+    console.print(f"dataset {result.card.name} {result.card.version}{note}: fingerprint {result.card.fingerprint[:16]}")
+    report = result.directory / "report.html"
+    print(report if report.exists() else result.directory / "card.json")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from tunesmith.console import console, stage_table
+    from tunesmith.curate.audit import run_audit
+
+    card_dir = run_audit(Path(args.path), Path(args.out), fmt=args.format, tokenizer=args.tokenizer)
+    from tunesmith.artifacts import read_card
+
+    console.print(stage_table(read_card(card_dir).stages))
+    print(card_dir / "report.html")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from tunesmith.artifacts import read_card
+    from tunesmith.console import console, stage_table
+    from tunesmith.curate.diff import diff_cards, format_diff, verify_card
+
+    if args.action == "show":
+        card = read_card(Path(args.cards[0]))
+        console.print(f"{card.name} {card.version}  fingerprint {card.fingerprint}  created {card.created_at}")
+        console.print(stage_table(card.stages))
+        for name, split in card.splits.items():
+            console.print(f"  {name}: {split.rows} rows ({split.file})")
+        return 0
+    if args.action == "validate":
+        problems = verify_card(Path(args.cards[0]))
+        for problem in problems:
+            log.error("%s", problem)
+        if not problems:
+            print(f"{args.cards[0]}: valid; split files match their hashes")
+        return EXIT_DATA if problems else 0
+    if len(args.cards) != 2:
+        raise ConfigError("`tunesmith card diff` takes two cards: A B")
+    print(format_diff(diff_cards(Path(args.cards[0]), Path(args.cards[1]))))
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    import tunesmith.curate  # noqa: F401  (registers the stages)
+    from tunesmith.curate.stage import STAGES
+
+    for name, cls in STAGES.items():
+        print(f"{name:15s} v{cls.version}  {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunesmith", description="Curate, fine-tune, evaluate, report.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="More log output (-vv for debug).")
+    parser.add_argument("-q", "--quiet", action="store_true", help="Only warnings and errors.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    curate = sub.add_parser("curate", help="Run the curation pipeline into a versioned dataset card.")
+    curate.add_argument("config", help="YAML config (see configs/curate/).")
+    curate.add_argument("overrides", nargs="*", help="key=value overrides, e.g. stages.near_dedup.threshold=0.7")
+    curate.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
+    curate.set_defaults(func=_curate)
+    audit = sub.add_parser("audit", help="One-shot audit of a file with default stages (no split, no gates).")
+    audit.add_argument("path")
+    audit.add_argument("--format", default="auto", help="alpaca | prompt_completion | messages | sharegpt | auto")
+    audit.add_argument("--tokenizer", default="smollm2-135m-instruct", help="Model whose tokenizer counts tokens.")
+    audit.add_argument("--out", required=True, help="Output folder for card.json and report.html.")
+    audit.set_defaults(func=_audit)
+    card = sub.add_parser("card", help="Show, diff or validate dataset cards.")
+    card.add_argument("action", choices=["show", "diff", "validate"])
+    card.add_argument("cards", nargs="+", help="card.json files or version folders")
+    card.set_defaults(func=_card)
+    ls = sub.add_parser("ls", help="List registered stages.")
+    ls.add_argument("what", choices=["stages"])
+    ls.set_defaults(func=_ls)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tunesmith.console import setup_logging
+    from tunesmith.curate.sources import SourceError
+    from tunesmith.curate.stage import DataError
+    from tunesmith.models import ModelError
+
+    args = build_parser().parse_args(argv)
+    setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return args.func(args)
+    except (ConfigError, SourceError, DataError, ModelError, FileNotFoundError, FileExistsError) as err:
+        log.error("%s", err)
+        return EXIT_DATA
+    except ValueError as err:  # e.g. an invalid card.json
+        log.error("%s", err)
+        return EXIT_DATA
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Terminal output for the CLI: rich logging and tables. Only `cli.py` uses this module."""
+
+from __future__ import annotations
+
+import logging
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", force=True,
+                        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)])
+    for noisy in ("httpx", "urllib3", "datasets", "transformers", "huggingface_hub", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stage_table(stages) -> Table:
+    table = Table(title="curation summary", show_lines=False)
+    for column in ("stage", "rows in", "rows out", "rejected", "seconds", "top reasons"):
+        table.add_column(column, justify="right" if column.startswith(("rows", "rej", "sec")) else "left")
+    for s in stages:
+        reasons = s.findings.get("rejected_by_reason", {})
+        top = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        table.add_row(s.name, str(s.rows_in), str(s.rows_out), str(s.rows_rejected), f"{s.seconds:.2f}", top)
+    return table
+
+
+def gate_table(gates) -> Table:
+    table = Table(title="quality gates")
+    for column in ("gate", "limit", "value", "result"):
+        table.add_column(column)
+    for g in gates:
+        table.add_row(g.name, f"{g.limit:g}", f"{g.value:g}", "[green]pass[/]" if g.passed else "[red]FAIL[/]")
+    return table

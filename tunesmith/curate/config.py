@@ -1,0 +1,79 @@
+"""The curate config: sources, the ordered list of stages with their parameters, and quality gates."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from tunesmith.config import StrictModel
+from tunesmith.curate.sources import SourceConfig
+from tunesmith.curate.stage import STAGES
+
+DEFAULT_STAGES = ["validate", "exact_dedup", "near_dedup", "pii", "bias_audit", "token_stats", "split", "contamination"]
+
+
+class GatesConfig(StrictModel):
+    """Limits that stop a dataset version from being written; unset gates are not checked."""
+
+    min_rows: int | None = Field(1, description="Fewest rows the training split may have.")
+    max_duplicate_rate: float | None = Field(None, ge=0, le=1, description="Most exact+near duplicates per input row.")
+    max_pii_rows: int | None = Field(None, ge=0, description="Most rows in which `pii` found something.")
+    max_contamination_rows: int | None = Field(None, ge=0, description="Most rows flagged by `contamination`.")
+    min_trainable_tokens: int | None = Field(None, ge=0, description="Fewest trainable tokens in total (`token_stats`).")
+    max_rejected_rate: float | None = Field(None, ge=0, le=1, description="Most rejected rows per input row, all stages.")
+
+
+class CurateConfig(StrictModel):
+    name: str = Field("dataset", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Dataset name (a folder name).")
+    version: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Version folder; default: next free vN."
+    )
+    output_dir: str = Field("artifacts/datasets", description="Versions go to <output_dir>/<name>/<version>/.")
+    tokenizer: str = Field("smollm2-135m-instruct", description="Model whose tokenizer and chat template count tokens.")
+    trust_remote_code: bool = Field(False, description="Allow the tokenizer's own Python code (off by default).")
+    sources: list[SourceConfig] = Field(min_length=1, description="Input files or hub datasets.")
+    stages: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"stage": s} for s in DEFAULT_STAGES],
+        description="Ordered stages: `{stage: <name>, ...parameters}`; `validate` must come first.",
+    )
+    gates: GatesConfig = Field(default_factory=GatesConfig, description="Quality gates checked before writing.")
+    report: bool = Field(True, description="Write report.html (the audit report) with the version.")
+
+    @field_validator("stages")
+    @classmethod
+    def _resolve_stages(cls, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Validate each entry against its stage's Config and fill in the defaults."""
+        resolved = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or "stage" not in entry:
+                raise ValueError(f"stages[{i}] must be a mapping with a `stage:` name, got {entry!r}")
+            params = {k: v for k, v in entry.items() if k != "stage"}
+            name = entry["stage"]
+            if name not in STAGES:
+                close = difflib.get_close_matches(str(name), list(STAGES), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"stages[{i}]: unknown stage {name!r}{hint} (known: {', '.join(sorted(STAGES))})")
+            stage_config = STAGES[name].Config
+            try:
+                validated = stage_config.model_validate(params)
+            except ValidationError as err:
+                raise ValueError(f"stages[{i}] ({name}): {_explain(err, stage_config)}") from None
+            resolved.append({"stage": name, **validated.model_dump(mode="json")})
+        if not resolved or resolved[0]["stage"] != "validate":
+            raise ValueError("the first stage must be `validate` (it turns raw rows into conversations)")
+        return resolved
+
+
+def _explain(err: ValidationError, model: type[StrictModel]) -> str:
+    problems = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"unknown key {key!r}{hint} (valid keys: {', '.join(model.model_fields)})")
+        else:
+            problems.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(problems)

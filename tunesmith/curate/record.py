@@ -1,0 +1,79 @@
+"""The one record type of curation: a chat example that remembers where it came from.
+
+Plain slotted dataclasses rather than pydantic: rows are validated once, by the `validate` stage with
+file/line/field messages, and after that a record is touched in hot loops where pydantic costs too much.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One row. `problem` holds a load-time failure (malformed line, unusable fields) for `validate`."""
+
+    id: str
+    source: str
+    row: int  # 0-based row index within the source
+    line: int | None  # 1-based line number for JSONL/CSV, None otherwise
+    format: str = "messages"  # input format of the source (alpaca, prompt_completion, messages, sharegpt)
+    fields: dict[str, Any] | None = None  # the parsed input row, until `validate` turns it into messages
+    messages: tuple[Message, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)  # extra columns kept for stratify/grouping
+    problem: str | None = None  # load-time failure: malformed_json, invalid_utf8, not_an_object
+    detail: str | None = None
+    raw: str | None = None  # the raw text of a row that could not be parsed
+    split: str | None = None
+    group: str | None = None  # rows sharing a group never straddle splits (near-dup clusters)
+
+    def replace(self, **changes: Any) -> Example:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def where(self) -> str:
+        """`file:line` (or `file row N`) for messages a person can act on."""
+        return f"{self.source}:{self.line}" if self.line is not None else f"{self.source} row {self.row}"
+
+    def prompt_text(self) -> str:
+        return "\n".join(m.content for m in self.messages if m.role != "assistant")
+
+    def response_text(self) -> str:
+        return "\n".join(m.content for m in self.messages if m.role == "assistant")
+
+    def text(self) -> str:
+        return "\n".join(m.content for m in self.messages)
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as written to split files: chat messages plus provenance."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "source": self.source,
+            "row": self.row,
+        }
+        if self.line is not None:
+            out["line"] = self.line
+        if self.meta:
+            out["meta"] = self.meta
+        if self.group is not None:
+            out["group"] = self.group
+        return out
+
+    def to_rejected_json(self) -> dict[str, Any]:
+        out = self.to_json()
+        if self.fields is not None:
+            out["fields"] = self.fields
+        if self.raw is not None:
+            out["raw"] = self.raw
+        return out

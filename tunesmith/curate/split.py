@@ -1,0 +1,106 @@
+"""The `split` stage: deterministic, group-aware, optionally stratified train/validation/test assignment.
+
+Groups (near-duplicate clusters tagged by `near_dedup`, or a user column) are ordered by a hash of
+(group key, seed) and cut by size, so a group never straddles splits and the assignment depends only on
+the rows and the seed, not on the order they arrive in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+
+from pydantic import Field, model_validator
+
+from tunesmith.config import StrictModel
+from tunesmith.curate.record import Example
+from tunesmith.curate.stage import Stage, StageContext, register_stage
+
+
+class Split(Stage):
+    name = "split"
+    version = "1"
+
+    class Config(StrictModel):
+        ratios: dict[str, float] = Field(
+            default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05},
+            description="Share of rows per split; must add up to 1. Ignored for splits named in `sizes`.",
+        )
+        sizes: dict[str, int] = Field(
+            default_factory=dict, description="Absolute row counts for some splits (e.g. {test: 200}); the rest by ratio."
+        )
+        seed: int = Field(0, description="Seed of the assignment hash.")
+        stratify: str | None = Field(None, description="Column (a source `keep_columns` entry) to stratify by.")
+        group_by: str | None = Field(None, description="Column whose equal values stay in one split.")
+
+        @model_validator(mode="after")
+        def _ratios_add_up(self):
+            rest = {k: v for k, v in self.ratios.items() if k not in self.sizes}
+            if any(v < 0 for v in self.ratios.values()) or any(v < 0 for v in self.sizes.values()):
+                raise ValueError("split ratios and sizes must not be negative")
+            if rest and abs(sum(rest.values()) - 1.0) > 1e-6:
+                raise ValueError(f"split ratios {rest} add up to {sum(rest.values())}, not 1")
+            for name in [*self.ratios, *self.sizes]:
+                if not name.replace("_", "").replace("-", "").isalnum():
+                    raise ValueError(f"split name {name!r} must be letters, digits, '-' or '_'")
+            return self
+
+    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, example in enumerate(examples):
+            groups[self._group_key(example)].append(i)
+        strata: dict[str, list[str]] = defaultdict(list)
+        for key, members in groups.items():
+            strata[self._stratum(examples[members[0]])].append(key)
+        assignment: dict[str, str] = {}
+        for stratum_keys in strata.values():
+            assignment.update(self._assign(stratum_keys, groups, len(examples), len(strata)))
+        out = [ex.replace(split=assignment[self._group_key(ex)]) for ex in examples]
+        sizes = Counter(ex.split for ex in out)
+        ctx.finding("sizes", {name: sizes.get(name, 0) for name in self._names()})
+        ctx.finding("groups", sum(1 for m in groups.values() if len(m) > 1))
+        ctx.finding("stratify", self.config.stratify)
+        if self.config.stratify:
+            table: dict[str, Counter] = defaultdict(Counter)
+            for ex in out:
+                table[ex.split][self._stratum(ex)] += 1
+            ctx.finding("strata", {k: dict(v) for k, v in table.items()})
+        return out
+
+    def _names(self) -> list[str]:
+        return list(dict.fromkeys([*self.config.sizes, *self.config.ratios]))
+
+    def _group_key(self, example: Example) -> str:
+        if self.config.group_by and self.config.group_by in example.meta:
+            return f"col:{example.meta[self.config.group_by]}"
+        return example.group or example.id
+
+    def _stratum(self, example: Example) -> str:
+        return str(example.meta.get(self.config.stratify, "")) if self.config.stratify else ""
+
+    def _assign(self, keys: list[str], groups: dict[str, list[int]], total: int, n_strata: int) -> dict[str, str]:
+        """Cut the hash-ordered groups of one stratum into splits by row count."""
+        ordered = sorted(keys, key=lambda k: hashlib.sha256(f"{self.config.seed}:{k}".encode()).digest())
+        rows = sum(len(groups[k]) for k in keys)
+        targets = self._targets(rows, total)
+        assignment, names, filled, current = {}, list(targets), 0, 0
+        for key in ordered:
+            while current < len(names) - 1 and filled >= targets[names[current]]:
+                current, filled = current + 1, 0
+            assignment[key] = names[current]
+            filled += len(groups[key])
+        return assignment
+
+    def _targets(self, rows: int, total: int) -> dict[str, float]:
+        """Rows wanted per split in one stratum; the largest-ratio split (train) is filled last."""
+        cfg = self.config
+        fixed = {k: v * rows / total for k, v in cfg.sizes.items()}
+        remaining = max(rows - sum(fixed.values()), 0)
+        by_ratio = {k: v * remaining for k, v in cfg.ratios.items() if k not in cfg.sizes}
+        targets = {**fixed, **by_ratio}
+        last = max(by_ratio, key=by_ratio.get) if by_ratio else None
+        order = [k for k in targets if k != last] + ([last] if last else [])
+        return {k: (round(targets[k]) if k != last else float("inf")) for k in order}
+
+
+register_stage(Split)

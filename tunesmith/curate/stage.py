@@ -1,0 +1,151 @@
+"""Stage base classes, the stage registry and the per-stage context that does the bookkeeping.
+
+A stage takes the list of surviving examples and returns the survivors; it calls `ctx.reject` for every
+row it drops and `ctx.finding` for what it measured. The base class counts rows, times the stage and
+checks that rows_in = rows_out + rows_rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tunesmith.artifacts import StageRecord
+from tunesmith.config import StrictModel
+from tunesmith.curate.record import Example
+
+log = logging.getLogger(__name__)
+
+STAGES: dict[str, type[Stage]] = {}
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class DataError(ValueError):
+    """Bad input data with `on_error: fail`; the message names file, line/row and field."""
+
+
+def register_stage(cls: type[Stage]) -> type[Stage]:
+    if cls.name in STAGES:
+        raise ValueError(f"stage name {cls.name!r} registered twice")
+    STAGES[cls.name] = cls
+    return cls
+
+
+class StageContext:
+    """Bookkeeping for one run of one stage: counters, findings, rejected rows, a seeded rng."""
+
+    def __init__(self, stage_name: str, rejected_dir: Path | None, seed: int = 0, extra: dict | None = None):
+        self.stage_name = stage_name
+        self.counts: Counter[str] = Counter()
+        self.findings: dict[str, Any] = {}
+        self.rng = random.Random(f"{seed}:{stage_name}")
+        self.seed = seed
+        self.extra = extra or {}  # pipeline-wide inputs, e.g. the resolved tokenizer
+        self.rejected_path = rejected_dir / f"{stage_name}.jsonl" if rejected_dir else None
+        self._rejected_handle = None
+        self.rejected_samples: list[dict[str, Any]] = []
+
+    def reject(self, example: Example, reason: str, detail: str = "", field: str | None = None) -> None:
+        """Count a dropped row and write it, with its reason, to rejected/<stage>.jsonl."""
+        self.counts[f"rejected:{reason}"] += 1
+        self.counts["rejected"] += 1
+        record = {"stage": self.stage_name, "reason": reason, "detail": detail, "where": example.where}
+        if field:
+            record["field"] = field
+        record.update(example.to_rejected_json())
+        line = json.dumps(record, ensure_ascii=False)
+        if _SURROGATE.search(line):  # lone surrogates (rejected as invalid_utf8) cannot be written as UTF-8
+            line = _SURROGATE.sub("\ufffd", line)
+            record = json.loads(line)
+        if len(self.rejected_samples) < 20:
+            self.rejected_samples.append(record)
+        if self.rejected_path is None:
+            return
+        if self._rejected_handle is None:
+            self.rejected_path.parent.mkdir(parents=True, exist_ok=True)
+            self._rejected_handle = open(self.rejected_path, "w", encoding="utf-8")
+        self._rejected_handle.write(line + "\n")
+
+    def finding(self, key: str, value: Any) -> None:
+        self.findings[key] = value
+
+    def close(self) -> None:
+        if self._rejected_handle is not None:
+            self._rejected_handle.close()
+            self._rejected_handle = None
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    Config: ClassVar[type[StrictModel]] = StrictModel
+
+    def __init__(self, config: StrictModel | None = None):
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]: ...
+
+    def run(self, examples: list[Example], ctx: StageContext) -> tuple[list[Example], StageRecord]:
+        """Run the stage with bookkeeping and return the survivors and the stage's record."""
+        start = time.perf_counter()
+        try:
+            kept = self.process(examples, ctx)
+        finally:
+            ctx.close()
+        rejected = ctx.counts["rejected"]
+        if len(examples) != len(kept) + rejected:
+            raise AssertionError(
+                f"stage {self.name} lost rows: {len(examples)} in, {len(kept)} out, {rejected} rejected"
+            )
+        findings = dict(ctx.findings)
+        reasons = {k.split(":", 1)[1]: v for k, v in ctx.counts.items() if k.startswith("rejected:")}
+        if reasons:
+            findings["rejected_by_reason"] = dict(sorted(reasons.items()))
+            findings["rejected_samples"] = ctx.rejected_samples
+        record = StageRecord(
+            name=self.name,
+            version=self.version,
+            config=self.config.model_dump(mode="json"),
+            rows_in=len(examples),
+            rows_out=len(kept),
+            rows_rejected=rejected,
+            seconds=round(time.perf_counter() - start, 4),
+            findings=findings,
+            rejected_file=f"rejected/{self.name}.jsonl" if rejected else None,
+        )
+        return kept, record
+
+
+class FilterStage(Stage):
+    """A stage that answers one question per row: keep it (None) or drop it (a reason)."""
+
+    @abstractmethod
+    def check(self, example: Example) -> str | None: ...
+
+    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
+        kept = []
+        for example in examples:
+            reason = self.check(example)
+            if reason is None:
+                kept.append(example)
+            else:
+                ctx.reject(example, reason)
+        return kept
+
+
+def build_stage(entry: dict[str, Any]) -> Stage:
+    """Build a stage from a config entry `{stage: name, ...params}` (params validated by its Config)."""
+    params = dict(entry)
+    name = params.pop("stage", None)
+    if name not in STAGES:
+        raise KeyError(f"unknown stage {name!r}; known stages: {', '.join(sorted(STAGES))}")
+    cls = STAGES[name]
+    return cls(cls.Config.model_validate(params))

@@ -1,0 +1,179 @@
+"""The `validate` stage: turn each raw row into chat messages, or reject it with file, line and field.
+
+Every input format becomes the same list of role/content turns here. Fix-ups (stripping whitespace,
+dropping placeholder inputs) are counted in the stage's findings so the card says what was changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import Counter
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tunesmith.config import StrictModel
+from tunesmith.curate.record import ROLES, Example, Message
+from tunesmith.curate.stage import DataError, Stage, StageContext, register_stage
+
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+DEFAULT_PLACEHOLDERS = ["<noinput>", "no input", "noinput", "n/a", "none", "null", "<no input>", "-", "nan"]
+
+
+class RowProblem(Exception):
+    """A row that cannot become a valid conversation: reason code, field and a sentence for a person."""
+
+    def __init__(self, reason: str, field: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.field, self.detail = reason, field, detail
+
+
+def _text(fields: dict[str, Any], key: str, required: bool = True) -> str | None:
+    if key not in fields or fields[key] is None:
+        if required:
+            raise RowProblem("missing_field", key, f"field {key!r} is missing")
+        return None
+    value = fields[key]
+    if not isinstance(value, str):
+        raise RowProblem("wrong_type", key, f"field {key!r} is {type(value).__name__}, expected a string")
+    return value
+
+
+def _turns(fields: dict[str, Any], key: str, role_key: str, text_key: str, role_map: dict) -> list[Message]:
+    turns = fields.get(key)
+    if turns is None:
+        raise RowProblem("missing_field", key, f"field {key!r} is missing")
+    if not isinstance(turns, list):
+        raise RowProblem("wrong_type", key, f"field {key!r} is {type(turns).__name__}, expected a list of turns")
+    messages = []
+    for i, turn in enumerate(turns):
+        where = f"{key}[{i}]"
+        if not isinstance(turn, dict):
+            raise RowProblem("wrong_type", where, f"{where} is {type(turn).__name__}, expected an object")
+        role = turn.get(role_key)
+        if not isinstance(role, str) or role.lower() not in role_map:
+            close = difflib.get_close_matches(str(role).lower(), list(role_map), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (expected one of {sorted(role_map)})"
+            raise RowProblem("unknown_role", f"{where}.{role_key}", f"{where}.{role_key} is {role!r}{hint}")
+        content = turn.get(text_key)
+        if not isinstance(content, str):
+            kind = "missing" if content is None else f"{type(content).__name__}, expected a string"
+            reason = "missing_field" if content is None else "wrong_type"
+            raise RowProblem(reason, f"{where}.{text_key}", f"{where}.{text_key} is {kind}")
+        messages.append(Message(role_map[role.lower()], content))
+    return messages
+
+
+class Validate(Stage):
+    name = "validate"
+    version = "1"
+
+    class Config(StrictModel):
+        on_error: Literal["reject", "fail"] = Field(
+            "reject", description="reject: write bad rows to rejected/validate.jsonl; fail: stop at the first."
+        )
+        strip: bool = Field(True, description="Strip leading/trailing whitespace from every turn (a recorded fix-up).")
+        placeholder_inputs: list[str] = Field(
+            default_factory=lambda: list(DEFAULT_PLACEHOLDERS),
+            description="Alpaca `input` values that mean 'no input' (compared case-insensitively).",
+        )
+        placeholder_action: Literal["drop_input", "reject", "keep"] = Field(
+            "drop_input", description="What to do with a placeholder input: drop it (fix-up), reject the row, keep."
+        )
+        max_chars: int = Field(20000, ge=1, description="Rows whose turns add up to more characters are rejected.")
+        max_turns: int = Field(200, ge=2, description="Rows with more turns are rejected.")
+
+    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
+        kept, fixups = [], Counter()
+        for example in examples:
+            try:
+                kept.append(self._validate(example, fixups))
+            except RowProblem as problem:
+                if self.config.on_error == "fail":
+                    raise DataError(f"{example.where}: field {problem.field}: {problem.detail}") from None
+                ctx.reject(example, problem.reason, problem.detail, field=problem.field)
+        ctx.finding("fixups", dict(fixups))
+        ctx.finding("formats", dict(Counter(f"{ex.source} ({ex.format})" for ex in examples)))
+        return kept
+
+    def _validate(self, example: Example, fixups: Counter) -> Example:
+        if example.problem:
+            raise RowProblem(example.problem, "(line)", example.detail or example.problem)
+        messages = self._messages(example.format, example.fields or {}, fixups)
+        if self.config.strip:
+            stripped = [Message(m.role, m.content.strip()) for m in messages]
+            if stripped != messages:
+                fixups["stripped_whitespace"] += 1
+            messages = stripped
+        self._check_turns(messages)
+        return example.replace(messages=tuple(messages), fields=None)
+
+    def _messages(self, fmt: str, fields: dict[str, Any], fixups: Counter) -> list[Message]:
+        if fmt == "messages":
+            return _turns(fields, "messages", "role", "content", {r: r for r in ROLES})
+        if fmt == "sharegpt":
+            return _turns(fields, "conversations", "from", "value", SHAREGPT_ROLES)
+        system = _text(fields, "system", required=False)
+        if fmt == "alpaca":
+            prompt = _text(fields, "instruction")
+            extra = self._alpaca_input(_text(fields, "input", required=False), fixups)
+            prompt = f"{prompt}\n\n{extra}" if extra else prompt
+            answer = _text(fields, "output")
+        else:
+            prompt = _text(fields, "prompt")
+            answer = _text(fields, "completion" if "completion" in fields else "response")
+        head = [Message("system", system)] if system else []
+        return [*head, Message("user", prompt), Message("assistant", answer)]
+
+    def _alpaca_input(self, value: str | None, fixups: Counter) -> str | None:
+        placeholders = {p.lower() for p in self.config.placeholder_inputs}
+        if value is None or value.strip().lower() not in placeholders or self.config.placeholder_action == "keep":
+            return value
+        if self.config.placeholder_action == "reject":
+            raise RowProblem("placeholder_input", "input", f"field 'input' is the placeholder {value!r}")
+        fixups["dropped_placeholder_input"] += 1
+        return None
+
+    def _check_turns(self, messages: list[Message]) -> None:
+        total = 0
+        for i, message in enumerate(messages):
+            field = f"messages[{i}].content"
+            if not message.content.strip():
+                raise RowProblem("empty_turn", field, f"the {message.role} turn {field} is empty or whitespace")
+            if LONE_SURROGATE.search(message.content):
+                raise RowProblem("invalid_utf8", field, f"{field} holds an unpaired UTF-16 surrogate (broken text)")
+            bad = CONTROL_CHARS.search(message.content)
+            if bad:
+                code = f"U+{ord(bad.group()):04X}"
+                raise RowProblem("control_characters", field, f"{field} holds control character {code}")
+            total += len(message.content)
+        if len(messages) > self.config.max_turns:
+            raise RowProblem("too_many_turns", "messages", f"{len(messages)} turns (max_turns={self.config.max_turns})")
+        if total > self.config.max_chars:
+            raise RowProblem("too_long", "messages", f"{total} characters (max_chars={self.config.max_chars})")
+        self._check_roles([m.role for m in messages])
+
+    @staticmethod
+    def _check_roles(roles: list[str]) -> None:
+        if "assistant" not in roles:
+            raise RowProblem("no_assistant_turn", "messages", "the conversation has no assistant turn to learn from")
+        if "system" in roles[1:]:
+            raise RowProblem("system_not_first", "messages", "a system turn appears after the first turn")
+        body = roles[1:] if roles[0] == "system" else roles
+        for i, role in enumerate(body):
+            expected = "user" if i % 2 == 0 else "assistant"
+            if role != expected:
+                offset = i + (1 if roles[0] == "system" else 0)
+                raise RowProblem(
+                    "roles_out_of_order",
+                    f"messages[{offset}].role",
+                    f"messages[{offset}] is {role!r} where {expected!r} was expected (user and assistant alternate)",
+                )
+        if body[-1] != "assistant":
+            raise RowProblem("last_turn_not_assistant", "messages", "the conversation ends with a user turn")
+
+
+register_stage(Validate)

