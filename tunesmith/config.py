@@ -93,6 +93,13 @@ def read_yaml(path: Path) -> dict:
 def load_config(cls: type[M], path: Path | None, overrides: list[str] | tuple[str, ...] = ()) -> M:
     """Read YAML (optional), apply overrides and validate into `cls`, raising ConfigError on any problem."""
     data = read_yaml(path) if path else {}
+    for text in overrides:  # an override into a list left at its default edits the default list
+        top = text.split("=", 1)[0].split(".", 1)[0]
+        field = cls.model_fields.get(top)
+        if field is not None and top not in data and "." in text.split("=", 1)[0]:
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, list):
+                data[top] = default
     apply_overrides(data, list(overrides))
     return validate_config(cls, data, str(path) if path else "<command line>")
 

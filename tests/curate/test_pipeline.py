@@ -157,3 +157,48 @@ def test_report_escapes_injected_markup(tmp_path, tiny_tokenizer_dir):
     html = (out / "report.html").read_text()
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert" in html
+
+
+def test_override_reaches_default_stages(tmp_path, tiny_tokenizer_dir):
+    path = tmp_path / "minimal.yaml"
+    path.write_text(json.dumps({"sources": [{"path": str(FIXTURE)}], "tokenizer": str(tiny_tokenizer_dir)}))
+    config = load_config(CurateConfig, path, ["stages.near_dedup.threshold=0.7", "stages.split.seed=3"])
+    by_name = {e["stage"]: e for e in config.stages}
+    assert by_name["near_dedup"]["threshold"] == 0.7 and by_name["split"]["seed"] == 3
+    assert len(config.stages) == 8
+
+
+def test_pii_drop_keeps_values_out_of_the_card(tmp_path):
+    from tunesmith.curate.pii import Pii
+    from tunesmith.curate.record import Example, Message
+    from tunesmith.curate.stage import StageContext
+
+    row = Example(id="s:0", source="s.jsonl", row=0, line=1,
+                  messages=(Message("user", "mail me at ana.silva@example.com"), Message("assistant", "ok")))
+    kept, record = Pii(Pii.Config(action="drop")).run([row], StageContext("pii", tmp_path / "rejected"))
+    assert kept == [] and record.rows_rejected == 1
+    assert "ana.silva@example.com" not in json.dumps(record.findings)
+    assert "[EMAIL]" in json.dumps(record.findings["rejected_samples"])
+    assert "ana.silva@example.com" in (tmp_path / "rejected" / "pii.jsonl").read_text()  # nothing lost
+
+
+def test_demo_config_with_the_embedded_tokenizer(tmp_path):
+    """The main job's curate step: the bundled demo data, the embedded SmolLM2 tokenizer, gates passing."""
+    root = Path(__file__).parents[2]
+    config = load_config(CurateConfig, root / "configs" / "curate" / "demo.yaml", [f"output_dir={tmp_path}"])
+    config = config.model_copy(update={"sources": [s.model_copy(update={"path": str(root / s.path)})
+                                                   for s in config.sources]})
+    stages = [dict(e) for e in config.stages]
+    stages[-1]["eval_files"] = [str(root / f) for f in stages[-1]["eval_files"]]
+    config = config.model_copy(update={"stages": stages})
+    result = run_curate(config)
+    card = result.card
+    by_name = {s.name: s for s in card.stages}
+    assert all(g.passed for g in card.gates)
+    assert by_name["exact_dedup"].rows_rejected == 40
+    assert by_name["near_dedup"].rows_rejected == 30
+    assert by_name["contamination"].findings["contaminated_rows"] == 3
+    assert by_name["pii"].findings["rows_with_pii"] == 25
+    assert card.tokenizer.name == "smollm2-135m-instruct"
+    assert by_name["token_stats"].findings["zero_trainable_rows"] == 0
+    assert (result.directory / "report.html").is_file()

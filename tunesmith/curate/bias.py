@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 CATEGORIES = ("gender", "race_ethnicity", "nationality", "religion", "age", "disability", "sexual_orientation")
 PRONOUNS = ("he", "she", "they")
 SIDES = ("prompt", "response")
-_WORD = re.compile(r"[a-z']+")
-_SENTENCE = re.compile(r"[.!?;\n]+")
+_TOKEN = re.compile(r"[a-z']+|[.!?;\n]")  # words, plus sentence ends so co-occurrence needs no second pass
+_STOPS = frozenset(".!?;\n")
 
 
 @dataclass(frozen=True)
@@ -42,16 +42,18 @@ class Lexicon:
 
 
 def tokens(text: str) -> list[str]:
-    """Lowercase words; apostrophes stay inside words (women's) and are stripped when they quote one ('lazy')."""
+    """Lowercase words and sentence ends; apostrophes stay inside words (women's), quotes ('lazy') go."""
     text = text.lower().replace("\u2019", "'")
-    words = _WORD.findall(text)
+    words = _TOKEN.findall(text)
     return [w.strip("'") for w in words] if "'" in text else words
 
 
 def _read_terms(path) -> list[str]:
     """Terms of a one-term-per-line list, normalised by the same tokenizer the texts go through."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    terms = (" ".join(tokens(line)) for line in lines if not line.lstrip().startswith("#"))
+    terms = (
+        " ".join(w for w in tokens(line) if w not in _STOPS) for line in lines if not line.lstrip().startswith("#")
+    )
     return [term for term in terms if term]
 
 
@@ -72,10 +74,10 @@ def load_lexicon() -> Lexicon:
             labels.setdefault(term, (kind, ""))
     alias, phrases = {}, {}
     for term in labels:
-        tokens = tuple(term.split())
-        possessive = (*tokens[:-1], tokens[-1] + "'s")
-        table = alias if len(tokens) == 1 else phrases
-        key, key_s = (tokens[0], possessive[0]) if len(tokens) == 1 else (tokens, possessive)
+        parts = tuple(term.split())
+        possessive = (*parts[:-1], parts[-1] + "'s")
+        table = alias if len(parts) == 1 else phrases
+        key, key_s = (parts[0], possessive[0]) if len(parts) == 1 else (parts, possessive)
         table[key] = term
         table.setdefault(key_s, term)
     negative = {
@@ -138,14 +140,15 @@ def _count_phrases(words: list[str], starts: list[int], lex: Lexicon, counts: di
             break
 
 
-def cooccurrences(text: str, lex: Lexicon) -> set[tuple[str, str, str]]:
-    """(category, identity term, negative term) for every pair that shares a sentence of `text`."""
+def cooccurrences(words: list[str], lex: Lexicon) -> set[tuple[str, str, str]]:
+    """(category, identity term, negative term) for every pair that shares a sentence of a token list."""
     found = set()
-    for sentence in _SENTENCE.split(text):
-        words = tokens(sentence)
-        if lex.negative.isdisjoint(words):
+    start = 0
+    for end in [*_positions(words, _STOPS.intersection(words)), len(words)]:
+        sentence, start = words[start:end], end + 1
+        if len(sentence) < 2 or lex.negative.isdisjoint(sentence):
             continue
-        counts = count_terms(words, lex)
+        counts = count_terms(sentence, lex)
         identity = [(lex.label[t][1], t) for t in counts if lex.label[t][0] == "identity"]
         negative = [t for t in counts if lex.label[t][0] == "negative"]
         found.update((category, term, neg) for category, term in identity for neg in negative)
@@ -169,7 +172,8 @@ class _Tally:
         categories, pairs, profanity = set(), set(), Counter()
         for message in example.messages:
             side = "response" if message.role == "assistant" else "prompt"
-            counts = scan(message.content, lex)
+            words = tokens(message.content)
+            counts = count_terms(words, lex)
             has = set()
             for term, n in counts.items():
                 kind, label = lex.label[term]
@@ -183,7 +187,7 @@ class _Tally:
                 elif kind == "profanity":
                     profanity[term] += n
             if "identity" in has and "negative" in has:
-                pairs |= cooccurrences(message.content, lex)
+                pairs |= cooccurrences(words, lex)
         self._add_row(example.id, categories, pairs, profanity)
 
     def _add_row(self, row_id: str, categories: set, pairs: set, profanity: Counter) -> None:

@@ -36,6 +36,7 @@ class CurateConfig(StrictModel):
     sources: list[SourceConfig] = Field(min_length=1, description="Input files or hub datasets.")
     stages: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"stage": s} for s in DEFAULT_STAGES],
+        validate_default=True,
         description="Ordered stages: `{stage: <name>, ...parameters}`; `validate` must come first.",
     )
     gates: GatesConfig = Field(default_factory=GatesConfig, description="Quality gates checked before writing.")

@@ -121,8 +121,10 @@ class Contamination(Stage):
         """Drop n-grams that occur in more than `boilerplate_rows` distinct reference rows."""
         if len(shingles.hashes) == 0:
             return shingles
-        per_row = np.unique(np.stack([shingles.hashes, shingles.row_of.astype(np.uint64)], axis=1), axis=0)
-        values, counts = np.unique(per_row[:, 0], return_counts=True)
+        order = np.lexsort((shingles.row_of, shingles.hashes))
+        h, r = shingles.hashes[order], shingles.row_of[order]
+        first_in_row = np.concatenate([[True], (h[1:] != h[:-1]) | (r[1:] != r[:-1])])
+        values, counts = np.unique(h[first_in_row], return_counts=True)
         common = values[counts > self.config.boilerplate_rows]
         keep = ~np.isin(shingles.hashes, common)
         return minhash.Shingles(shingles.hashes[keep], shingles.row_of[keep])

@@ -54,21 +54,7 @@ _DATE = re.compile(r"(?:19|20)\d\d[-./ ]\d\d?[-./ ]\d\d?|\d\d?[-./ ]\d\d?[-./ ](
 # detectors search only _PAD characters around such runs (the longest IBAN is 34 characters plus spaces)
 _NUMERIC = re.compile(r"\d[\d\s().-]{5,}\d")
 _PAD = 48
-_KEY_MARKERS = (
-    "AKIA",
-    "ASIA",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "github_pat_",
-    "sk-",
-    "sk_",
-    "xox",
-    "AIza",
-    "Bearer",
-)
+_KEY_MARKERS = "AKIA ASIA ghp_ gho_ ghu_ ghs_ ghr_ github_pat_ sk- sk_ xox AIza Bearer".split()
 
 
 def _luhn(digits: str) -> bool:
@@ -299,7 +285,8 @@ class Pii(Stage):
                 continue
             tally.add(example, hits)
             if action == "drop":
-                ctx.reject(example, "pii", detail=_detail(hits), field=f"messages[{hits[0][0]}].content")
+                masked = example.replace(messages=self._masked(example.messages, hits, Counter()), fields=None, raw=None)
+                ctx.reject(example, "pii", detail=_detail(hits), field=f"messages[{hits[0][0]}].content", shown=masked)
             elif action == "mask":
                 kept.append(example.replace(messages=self._masked(example.messages, hits, tally.mask_counts)))
             else:

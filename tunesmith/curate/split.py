@@ -38,7 +38,11 @@ class Split(Stage):
             rest = {k: v for k, v in self.ratios.items() if k not in self.sizes}
             if any(v < 0 for v in self.ratios.values()) or any(v < 0 for v in self.sizes.values()):
                 raise ValueError("split ratios and sizes must not be negative")
-            if rest and abs(sum(rest.values()) - 1.0) > 1e-6:
+            if rest and self.sizes and sum(rest.values()) > 0:
+                # the ratios share out what the absolute sizes leave, so rescale them to add up to 1
+                total = sum(rest.values())
+                object.__setattr__(self, "ratios", {**{k: v / total for k, v in rest.items()}})
+            elif rest and abs(sum(rest.values()) - 1.0) > 1e-6:
                 raise ValueError(f"split ratios {rest} add up to {sum(rest.values())}, not 1")
             for name in [*self.ratios, *self.sizes]:
                 if not name.replace("_", "").replace("-", "").isalnum():

@@ -52,8 +52,14 @@ class StageContext:
         self._rejected_handle = None
         self.rejected_samples: list[dict[str, Any]] = []
 
-    def reject(self, example: Example, reason: str, detail: str = "", field: str | None = None) -> None:
-        """Count a dropped row and write it, with its reason, to rejected/<stage>.jsonl."""
+    def reject(
+        self, example: Example, reason: str, detail: str = "", field: str | None = None, shown: Example | None = None
+    ) -> None:
+        """Count a dropped row and write it, with its reason, to rejected/<stage>.jsonl.
+
+        `shown` replaces the row in the samples that go on the card and into the report (e.g. with PII
+        masked); the rejected file always holds the original row.
+        """
         self.counts[f"rejected:{reason}"] += 1
         self.counts["rejected"] += 1
         record = {"stage": self.stage_name, "reason": reason, "detail": detail, "where": example.where}
@@ -65,7 +71,9 @@ class StageContext:
             line = _SURROGATE.sub("\ufffd", line)
             record = json.loads(line)
         if len(self.rejected_samples) < 20:
-            self.rejected_samples.append(record)
+            sample = record if shown is None else {**record, **json.loads(_SURROGATE.sub("\ufffd", json.dumps(
+                shown.to_rejected_json(), ensure_ascii=False)))}
+            self.rejected_samples.append(sample)
         if self.rejected_path is None:
             return
         if self._rejected_handle is None:

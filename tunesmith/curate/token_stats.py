@@ -6,7 +6,6 @@ truncating at `max_seq_len`; a row with none teaches nothing and is rejected by 
 
 from __future__ import annotations
 
-import bisect
 import logging
 
 import numpy as np
@@ -18,6 +17,22 @@ from tunesmith.curate.record import Example
 from tunesmith.curate.stage import Stage, StageContext, register_stage
 
 log = logging.getLogger(__name__)
+
+
+def _tokens_in(encoding, lo: int, hi: int, limit: int) -> int:
+    """Tokens of `encoding` covering characters [lo, hi) among its first `limit` tokens (no offsets list)."""
+    first = last = None
+    for pos in range(lo, hi):
+        first = encoding.char_to_token(pos)
+        if first is not None:
+            break
+    for pos in range(hi - 1, lo - 1, -1):
+        last = encoding.char_to_token(pos)
+        if last is not None:
+            break
+    if first is None or last is None or first >= limit:
+        return 0
+    return min(last, limit - 1) - first + 1
 
 
 def _summary(values: np.ndarray) -> dict[str, float]:
@@ -49,11 +64,8 @@ class TokenStats(Stage):
             texts, spans = render_with_spans(tokenizer, [[(m.role, m.content) for m in ex.messages] for ex in batch])
             encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
             for j, (encoding, row_spans) in enumerate(zip(encodings, spans)):
-                starts = [a for a, _ in encoding.offsets[: self.config.max_seq_len]]
                 lengths[start + j] = len(encoding.ids)
-                trainable[start + j] = sum(
-                    bisect.bisect_left(starts, hi) - bisect.bisect_left(starts, lo) for lo, hi in row_spans
-                )
+                trainable[start + j] = sum(_tokens_in(encoding, lo, hi, self.config.max_seq_len) for lo, hi in row_spans)
         return self._judge(examples, lengths, trainable, ctx)
 
     def _judge(self, examples, lengths, trainable, ctx: StageContext) -> list[Example]:
