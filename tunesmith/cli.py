@@ -25,12 +25,22 @@ def _curate(args: argparse.Namespace) -> int:
     if args.dry_run:
         console.print_json(json.dumps(config.model_dump(mode="json")))
         return 0
-    try:
-        result = run_curate(config)
-    except GateFailure as failure:
-        console.print(gate_table(failure.gates))
-        log.error("%s", failure)
-        return EXIT_GATES
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} stages"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("curating", total=len(config.stages))
+
+        def advance(record) -> None:
+            bar.update(task, advance=1, description=f"{record.name}: {record.rows_out} rows")
+
+        try:
+            result = run_curate(config, progress=advance)
+        except GateFailure as failure:
+            bar.stop()
+            console.print(gate_table(failure.gates))
+            log.error("%s", failure)
+            return EXIT_GATES
     console.print(stage_table(result.card.stages))
     if result.card.gates:
         console.print(gate_table(result.card.gates))

@@ -61,35 +61,34 @@ class ExactDedup(Stage):
         )
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
-        self._warn_constant_fields(examples, ctx)
+        cfg = self.config
+        columns = {f: [normalise(field_text(ex, f), cfg.normalize) for ex in examples] for f in cfg.fields}
+        self._warn_constant_fields(columns, len(examples), ctx)
         first_of: dict[bytes, Example] = {}
         groups: dict[str, list[str]] = {}
         kept = []
-        for example in examples:
-            key_text = "\x1f".join(normalise(field_text(example, f), self.config.normalize) for f in self.config.fields)
-            key = hashlib.blake2b(key_text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-            original = first_of.get(key)
-            if original is None:
-                first_of[key] = example
+        for example, parts in zip(examples, zip(*columns.values())):
+            key = hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            original = first_of.setdefault(key, example)
+            if original is example:
                 kept.append(example)
             else:
                 groups.setdefault(original.id, []).append(example.id)
-                ctx.reject(example, "exact_duplicate", f"same {'+'.join(self.config.fields)} as {original.id}")
+                ctx.reject(example, "exact_duplicate", f"same {'+'.join(cfg.fields)} as {original.id}")
         ctx.finding("duplicates", len(examples) - len(kept))
-        ctx.finding("key_fields", list(self.config.fields))
+        ctx.finding("key_fields", list(cfg.fields))
         ctx.finding("groups", [{"kept": k, "dropped": v} for k, v in list(groups.items())[:100]])
         return kept
 
-    def _warn_constant_fields(self, examples: list[Example], ctx: StageContext) -> None:
+    def _warn_constant_fields(self, columns: dict[str, list[str]], rows: int, ctx: StageContext) -> None:
         warnings = []
-        if len(examples) >= 20:
-            for field in self.config.fields:
-                distinct = len({normalise(field_text(ex, field), self.config.normalize) for ex in examples})
-                if distinct / len(examples) < self.config.constant_warning:
-                    warnings.append(
-                        f"key field '{field}' has only {distinct} distinct values in {len(examples)} rows: "
-                        f"deduplicating on it would keep at most {distinct} rows. Add more fields to the key."
-                    )
+        for field, values in columns.items():
+            distinct = len(set(values))
+            if rows >= 20 and distinct / rows < self.config.constant_warning:
+                warnings.append(
+                    f"key field '{field}' has only {distinct} distinct values in {rows} rows: "
+                    f"deduplicating on it would keep at most {distinct} rows. Add more fields to the key."
+                )
         for warning in warnings:
             log.warning("exact_dedup: %s", warning)
         ctx.finding("warnings", warnings)
