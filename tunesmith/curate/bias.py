@@ -267,7 +267,8 @@ class BiasAudit(Stage):
     version = "1"
 
     class Config(StrictModel):
-        language_sample: int = Field(2000, ge=0, description="Rows (seeded sample) whose language is detected.")
+        language_sample: int = Field(1000, ge=0, description="Rows (seeded sample) whose language is detected.")
+        language_chars: int = Field(300, ge=20, description="Characters of each sampled row given to language ID.")
         imbalance_ratio: float = Field(2.0, gt=1.0, description="Warn when he/she (or she/he) exceeds this.")
         min_pronoun_count: int = Field(5, ge=0, description="Pronoun imbalance is judged only from this many he+she.")
 
@@ -297,6 +298,6 @@ class BiasAudit(Stage):
         indices = sorted(ctx.rng.sample(range(len(examples)), size))
         counts: Counter[str] = Counter()
         for i in indices:
-            text = examples[i].text()[:1000]
+            text = examples[i].text()[: self.config.language_chars]
             counts[langid.classify(text)[0] if text.strip() else "und"] += 1
         return dict(counts.most_common()), size

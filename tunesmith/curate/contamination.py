@@ -7,7 +7,7 @@ flagged pair is listed with the shared span as evidence; `action: drop` removes 
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -16,12 +16,10 @@ from pydantic import Field
 
 from tunesmith.config import StrictModel
 from tunesmith.curate import minhash
-from tunesmith.curate.dedup import field_text, normalise
+from tunesmith.curate.dedup import field_text
 from tunesmith.curate.record import Example
 from tunesmith.curate.sources import SourceConfig, read_source
 from tunesmith.curate.stage import Stage, StageContext, register_stage
-
-_WORD = re.compile(r"[^\W]+")
 
 
 class Contamination(Stage):
@@ -48,16 +46,15 @@ class Contamination(Stage):
         )
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
-        is_train = [ex.split in (self.config.train_split, None) for ex in examples]
-        train = [ex for ex, t in zip(examples, is_train) if t]
-        held_out = [ex for ex, t in zip(examples, is_train) if not t]
+        is_train = np.array([ex.split in (self.config.train_split, None) for ex in examples], dtype=bool)
+        everything = _Side.of(examples, self.config.ngram)  # shingle every row once, then take subsets
+        train, held_out = everything.subset(is_train), everything.subset(~is_train)
         pairs = self._overlaps(held_out, train, "test_vs_train")
         for path in self.config.eval_files:
-            eval_rows = self._read_eval(path)
-            pairs += self._overlaps(train, eval_rows, "train_vs_eval_file")
-        leaking = {p["a"] for p in pairs}
+            eval_side = _Side.of(self._read_eval(path), self.config.ngram)
+            pairs += self._overlaps(train, eval_side, "train_vs_eval_file")
         ctx.finding("ngram", self.config.ngram)
-        ctx.finding("contaminated_rows", len(leaking))
+        ctx.finding("contaminated_rows", len({p["a"] for p in pairs}))
         ctx.finding("pairs", pairs[: self.config.max_pairs_recorded])
         if self.config.action == "report":
             return examples
@@ -79,60 +76,73 @@ class Contamination(Stage):
         rows, _ = Validate().run(raw, scratch)
         return [ex.replace(split="eval_file") for ex in rows]
 
-    def _overlaps(self, queries: list[Example], reference: list[Example], kind: str) -> list[dict]:
-        """Pairs (query row, reference row) sharing a normalised prompt or a word n-gram."""
-        if not queries or not reference:
+    def _overlaps(self, queries: _Side, reference: _Side, kind: str) -> list[dict]:
+        """Pairs (query row, reference row) sharing a normalised prompt, or most of the query's n-grams."""
+        if not queries.rows or not reference.rows:
             return []
         found = {}
-        ref_prompts = {}
-        for ref in reference:
-            ref_prompts.setdefault(normalise(field_text(ref, "prompt"), "aggressive"), ref)
-        for query in queries:
-            match = ref_prompts.get(normalise(field_text(query, "prompt"), "aggressive"))
-            if match is not None:
-                found[query.id] = self._pair(query, match, "exact", field_text(query, "prompt"), kind)
-        n = self.config.ngram
-        ref_sh = minhash.word_shingles([field_text(r, "conversation") for r in reference], n)
-        query_texts = [field_text(q, "conversation") for q in queries]
-        query_sh = minhash.word_shingles(query_texts, n)
-        ref_sh = self._without_boilerplate(ref_sh)
-        order = np.argsort(ref_sh.hashes)
-        sorted_ref = ref_sh.hashes[order]
-        pos = np.clip(np.searchsorted(sorted_ref, query_sh.hashes), 0, max(len(sorted_ref) - 1, 0))
-        hit = (sorted_ref[pos] == query_sh.hashes) if len(sorted_ref) else np.zeros(0, bool)
-        per_row = np.bincount(query_sh.row_of, minlength=len(queries))
-        hits = np.bincount(query_sh.row_of[hit], minlength=len(queries))
-        share = np.divide(hits, per_row, out=np.zeros(len(queries)), where=per_row > 0)
-        first_hit = {}
-        for shingle_index in np.flatnonzero(hit):
-            first_hit.setdefault(int(query_sh.row_of[shingle_index]), shingle_index)
-        for q, shingle_index in first_hit.items():
-            if queries[q].id in found or share[q] < self.config.min_overlap:
+        first_prompt = dict(zip(reversed(reference.prompt_keys), reversed(range(len(reference.rows)))))
+        for q, key in enumerate(queries.prompt_keys):
+            r = first_prompt.get(key)
+            if r is not None and key:
+                found[q] = self._pair(queries.rows[q], reference.rows[r], "exact", field_text(queries.rows[q], "prompt"),
+                                      kind)
+        ref_values, ref_rows = self._reference_ngrams(reference.shingles)
+        q_sh = queries.shingles
+        pos = np.clip(np.searchsorted(ref_values, q_sh.hashes), 0, max(len(ref_values) - 1, 0))
+        hit = (ref_values[pos] == q_sh.hashes) if len(ref_values) else np.zeros(len(q_sh.hashes), bool)
+        per_row = np.bincount(q_sh.row_of, minlength=len(queries.rows))
+        share = np.bincount(q_sh.row_of[hit], minlength=len(queries.rows)) / np.maximum(per_row, 1)
+        hit_index = np.flatnonzero(hit)
+        first_hits = hit_index[np.unique(q_sh.row_of[hit_index], return_index=True)[1]]
+        for shingle_index in first_hits:
+            q = int(q_sh.row_of[shingle_index])
+            if q in found or share[q] < self.config.min_overlap:
                 continue
-            r = int(ref_sh.row_of[order[pos[shingle_index]]])
-            offset = shingle_index - int(np.searchsorted(query_sh.row_of, q))
-            words = _WORD.findall(query_texts[q].lower())
-            span = " ".join(words[offset : offset + n])
-            pair = self._pair(queries[q], reference[r], "ngram", span, kind)
-            found[queries[q].id] = {**pair, "overlap": round(float(share[q]), 3)}
-        return list(found.values())
+            offset = shingle_index - int(np.searchsorted(q_sh.row_of, q))
+            span = " ".join(minhash.words(queries.texts[q])[offset : offset + self.config.ngram])
+            pair = self._pair(queries.rows[q], reference.rows[int(ref_rows[pos[shingle_index]])], "ngram", span, kind)
+            found[q] = {**pair, "overlap": round(float(share[q]), 3)}
+        return [found[q] for q in sorted(found)]
 
-    def _without_boilerplate(self, shingles: minhash.Shingles) -> minhash.Shingles:
-        """Drop n-grams that occur in more than `boilerplate_rows` distinct reference rows."""
-        if len(shingles.hashes) == 0:
-            return shingles
-        order = np.lexsort((shingles.row_of, shingles.hashes))
-        h, r = shingles.hashes[order], shingles.row_of[order]
-        first_in_row = np.concatenate([[True], (h[1:] != h[:-1]) | (r[1:] != r[:-1])])
-        values, counts = np.unique(h[first_in_row], return_counts=True)
-        common = values[counts > self.config.boilerplate_rows]
-        keep = ~np.isin(shingles.hashes, common)
-        return minhash.Shingles(shingles.hashes[keep], shingles.row_of[keep])
+    def _reference_ngrams(self, shingles: minhash.Shingles) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct reference n-grams and a row holding each, without boilerplate.
+
+        An n-gram seen more than `boilerplate_rows` times in the reference is template text, not leakage.
+        """
+        values, first, counts = np.unique(shingles.hashes, return_index=True, return_counts=True)
+        keep = counts <= self.config.boilerplate_rows
+        return values[keep], shingles.row_of[first[keep]]
 
     @staticmethod
     def _pair(a: Example, b: Example, kind: str, span: str, direction: str) -> dict:
         return {"a": a.id, "a_split": a.split, "b": b.id, "b_split": b.split, "kind": kind,
                 "direction": direction, "span": span[:300]}
+
+
+@dataclass
+class _Side:
+    """Rows on one side of a comparison, with their texts, prompt keys and n-gram shingles."""
+
+    rows: list[Example]
+    texts: list[str]
+    prompt_keys: list[str]
+    shingles: minhash.Shingles
+
+    @classmethod
+    def of(cls, rows: list[Example], ngram: int) -> _Side:
+        texts = [field_text(r, "conversation") for r in rows]
+        keys = minhash.normalised_keys([field_text(r, "prompt") for r in rows])
+        return cls(rows, texts, keys, minhash.word_shingles(texts, ngram))
+
+    def subset(self, mask: np.ndarray) -> _Side:
+        index = np.flatnonzero(mask)
+        new_row = np.full(len(self.rows), -1, dtype=np.int64)
+        new_row[index] = np.arange(len(index))
+        keep = mask[self.shingles.row_of] if len(self.shingles.row_of) else np.zeros(0, bool)
+        shingles = minhash.Shingles(self.shingles.hashes[keep], new_row[self.shingles.row_of[keep]])
+        return _Side([self.rows[i] for i in index], [self.texts[i] for i in index],
+                     [self.prompt_keys[i] for i in index], shingles)
 
 
 register_stage(Contamination)

@@ -131,9 +131,16 @@ class NearDedup(Stage):
         has_text = np.zeros(len(texts), dtype=bool)
         has_text[shingles.row_of] = True
         pairs = minhash.candidate_pairs(sig, bands, rows, has_text)
-        similar = pairs[minhash.estimated_jaccard(sig, pairs) >= cfg.threshold]
+        # the signature estimate only pre-filters; the verdict uses the true Jaccard of the shingle sets,
+        # so estimation noise (about +-0.03 at 128 permutations) cannot drop real duplicates
+        likely = pairs[minhash.estimated_jaccard(sig, pairs) >= cfg.threshold - 0.15]
+        jaccard = minhash.exact_jaccard(shingles, likely)
+        similar = likely[jaccard >= cfg.threshold]
         labels = self._components(similar, len(examples))
         keep_index, clusters = self._choose(examples, texts, labels, sig)
+        members = np.flatnonzero(keep_index != np.arange(len(examples)))
+        to_keeper = np.stack([keep_index[members], members], axis=1)
+        similarity = dict(zip(members.tolist(), minhash.exact_jaccard(shingles, to_keeper).tolist()))
         out = []
         for i, example in enumerate(examples):
             kept_i = keep_index[i]
@@ -142,15 +149,14 @@ class NearDedup(Stage):
             elif cfg.action == "tag":
                 out.append(example.replace(group=f"near:{examples[kept_i].id}"))
             else:
-                jac = float((sig[i] == sig[kept_i]).mean())
-                ctx.reject(example, "near_duplicate", f"estimated Jaccard {jac:.2f} with {examples[kept_i].id}")
+                ctx.reject(example, "near_duplicate", f"Jaccard {similarity[i]:.2f} with {examples[kept_i].id}")
         if cfg.action == "tag":
             out = self._tag_keepers(out, clusters, examples)
         ctx.finding("params", {"ngram": cfg.ngram, "num_perm": cfg.num_perm, "threshold": cfg.threshold,
                                "bands": bands, "rows": rows, "candidate_pairs": int(len(pairs))})
         ctx.finding("num_clusters", len(clusters))
         ctx.finding("duplicate_rows", sum(len(m) - 1 for m in clusters.values()))
-        ctx.finding("clusters", self._describe(clusters, examples, texts, sig))
+        ctx.finding("clusters", self._describe(clusters, examples, texts, similarity))
         return out
 
     @staticmethod
@@ -181,14 +187,14 @@ class NearDedup(Stage):
         keeper_ids = {examples[k].id for k in clusters}
         return [ex.replace(group=f"near:{ex.id}") if ex.id in keeper_ids else ex for ex in out]
 
-    def _describe(self, clusters, examples, texts, sig) -> list[dict]:
+    def _describe(self, clusters, examples, texts, similarity: dict[int, float]) -> list[dict]:
         described = []
         for keeper, members in list(clusters.items())[: self.config.max_clusters_recorded]:
             others = [m for m in members if m != keeper]
             described.append({
                 "kept": examples[keeper].id,
                 "kept_text": texts[keeper][:300],
-                "members": [{"id": examples[m].id, "jaccard": round(float((sig[m] == sig[keeper]).mean()), 3)}
+                "members": [{"id": examples[m].id, "jaccard": round(similarity[m], 3)}
                             for m in others],
                 "member_texts": {examples[m].id: texts[m][:300] for m in others[:5]},
             })

@@ -7,6 +7,7 @@ from one sort per band. Signatures use multiply-shift hashing of 64-bit shingle 
 
 from __future__ import annotations
 
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ import pyarrow.compute as pc
 import xxhash
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_BASE = np.uint64(0xFF51AFD7ED558CCD)  # odd, so invertible mod 2^64
+_BASE_INVERSE = np.uint64(pow(0xFF51AFD7ED558CCD, -1, 2**64))
 SHINGLES_PER_CHUNK = 8192
 
 
@@ -25,9 +28,27 @@ class Shingles:
     row_of: np.ndarray  # int64 row index of each shingle (non-decreasing)
 
 
+def _punctuation_table() -> dict[int, str]:
+    """Every punctuation and symbol character of the Basic Multilingual Plane, mapped to a space."""
+    return {c: " " for c in range(0x10000) if unicodedata.category(chr(c))[0] in "PS" and chr(c) != "_"}
+
+
+_TO_SPACES = _punctuation_table()
+
+
+def words(text: str) -> list[str]:
+    """The words of a text as the shingles see them: lowercase runs between spaces and punctuation."""
+    return text.translate(_TO_SPACES).lower().split()
+
+
 def word_shingles(texts: list[str], ngram: int) -> Shingles:
-    """Hash every word n-gram of every text; a text shorter than `ngram` words gives one shingle."""
-    lists = pc.split_pattern_regex(pc.utf8_lower(pa.array(texts, type=pa.large_string())), pattern=r"[^\p{L}\p{N}_]+")
+    """Hash every word n-gram of every text; a text shorter than `ngram` words gives one shingle.
+
+    str.translate (C speed) blanks punctuation, then pyarrow splits and dictionary-encodes all words at
+    once; a regex split in pyarrow was 2.5x slower.
+    """
+    spaced = [text.translate(_TO_SPACES) for text in texts]
+    lists = pc.utf8_split_whitespace(pc.utf8_lower(pa.array(spaced, type=pa.large_string())))
     words = pc.list_flatten(lists)
     row_of = pc.list_parent_indices(lists).to_numpy()
     keep = pc.not_equal(words, "").to_numpy(zero_copy_only=False)
@@ -39,26 +60,39 @@ def word_shingles(texts: list[str], ngram: int) -> Shingles:
     return _ngram_hashes(word_hash, row_of.astype(np.int64), ngram)
 
 
+def normalised_keys(texts: list[str]) -> list[str]:
+    """Lowercased texts with every run of non-word characters made one space (vectorised)."""
+    lowered = pc.utf8_lower(pa.array(texts, type=pa.large_string()))
+    spaced = pc.replace_substring_regex(lowered, pattern=r"[^\p{L}\p{N}_]+", replacement=" ")
+    return pc.utf8_trim_whitespace(spaced).to_pylist()
+
+
 def _ngram_hashes(word_hash: np.ndarray, row_of: np.ndarray, ngram: int) -> Shingles:
+    """Polynomial hashes of word n-grams from prefix sums (mod 2^64), in a fixed number of passes for any n.
+
+    hash(i..j) = (P[j] - P[i]) * B^-i with P[t] = sum of word_hash[s] * B^s for s < t; B is odd, so its
+    inverse mod 2^64 exists. An n-gram never crosses a row end; a row shorter than n gives one shingle.
+    """
     n_words = len(word_hash)
     if n_words == 0:
         return Shingles(np.zeros(0, np.uint64), np.zeros(0, np.int64))
-    # last word position of each word's row, to stop n-grams at row boundaries
     boundaries = np.flatnonzero(np.diff(row_of)) + 1
     starts = np.concatenate([[0], boundaries])
     ends = np.concatenate([boundaries, [n_words]])
     row_end = np.repeat(ends, ends - starts)
-    pos = np.arange(n_words)
     row_start = np.repeat(starts, ends - starts)
+    pos = np.arange(n_words)
     keep = np.flatnonzero((pos + ngram <= row_end) | ((row_end - row_start < ngram) & (pos == row_start)))
-    last = row_end[keep] - 1
-    shingle = np.zeros(len(keep), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for k in range(ngram):
-            idx = keep + k
-            term = word_hash[np.minimum(idx, last)] * (_MIX ** np.uint64(k + 1)) + np.uint64(k)
-            shingle ^= np.where(idx <= last, term, np.uint64(0))
-    return Shingles(shingle, row_of[keep])
+        power = np.ones(n_words + 1, dtype=np.uint64)
+        power[1:] = np.cumprod(np.full(n_words, _BASE, dtype=np.uint64))
+        inverse = np.ones(n_words, dtype=np.uint64)
+        inverse[1:] = np.cumprod(np.full(n_words - 1, _BASE_INVERSE, dtype=np.uint64))
+        prefix = np.zeros(n_words + 1, dtype=np.uint64)
+        np.cumsum(word_hash * power[:-1], out=prefix[1:])
+        end = np.minimum(keep + ngram, row_end[keep])
+        hashes = (prefix[end] - prefix[keep]) * inverse[keep]
+    return Shingles(hashes, row_of[keep])
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +140,7 @@ def signatures(shingles: Shingles, num_rows: int, num_perm: int, seed: int = 1, 
     return sig
 
 
-def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.2) -> tuple[int, int]:
+def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.05) -> tuple[int, int]:
     """Bands x rows minimising weighted false-positive and false-negative mass (datasketch weighs them 0.5/0.5).
 
     Candidates are verified against the threshold afterwards, so a false positive costs one comparison
@@ -172,3 +206,21 @@ def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     if len(pairs) == 0:
         return np.zeros(0)
     return (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(axis=1)
+
+
+def exact_jaccard(shingles: Shingles, pairs: np.ndarray) -> np.ndarray:
+    """True Jaccard similarity of the shingle sets of each row pair (for the few LSH candidates)."""
+    bounds = np.searchsorted(shingles.row_of, np.arange(shingles.row_of.max() + 2 if len(shingles.row_of) else 1))
+    cache: dict[int, set] = {}
+
+    def shingle_set(row: int) -> set:
+        if row not in cache:
+            cache[row] = set(shingles.hashes[bounds[row] : bounds[row + 1]].tolist())
+        return cache[row]
+
+    out = np.zeros(len(pairs))
+    for k, (a, b) in enumerate(pairs.tolist()):
+        left, right = shingle_set(a), shingle_set(b)
+        union = len(left | right)
+        out[k] = len(left & right) / union if union else 0.0
+    return out
