@@ -35,6 +35,17 @@ def _frame(tokenizer, roles: tuple[str, ...]) -> list[str] | None:
     return pieces
 
 
+def frame_for(tokenizer, conversation: Sequence[tuple[str, str]]) -> list[str] | None:
+    """Template pieces for this conversation's role sequence, if they reproduce its real rendering."""
+    roles = tuple(r for r, _ in conversation)
+    pieces = _frame(tokenizer, roles)
+    if pieces is None:
+        return None
+    real = _render(tokenizer, [{"role": r, "content": c} for r, c in conversation])
+    joined = _spans_from_pieces(pieces, roles, [c for _, c in conversation], end_of_turn(tokenizer))[0]
+    return pieces if joined == real else None
+
+
 def _spans_from_pieces(pieces: list[str], roles, contents, eot: str) -> tuple[str, list[tuple[int, int]]]:
     parts, spans, pos = [], [], 0
     for i, (role, content) in enumerate(zip(roles, contents)):
@@ -76,11 +87,7 @@ def render_with_spans(
         roles = tuple(r for r, _ in conversation)
         contents = [c for _, c in conversation]
         if roles not in frames:
-            pieces = _frame(tokenizer, roles)
-            real = _render(tokenizer, [{"role": r, "content": c} for r, c in conversation])
-            if pieces is not None and _spans_from_pieces(pieces, roles, contents, eot)[0] != real:
-                pieces = None
-            frames[roles] = pieces
+            frames[roles] = frame_for(tokenizer, conversation)
         pieces = frames[roles]
         if pieces is not None:
             text, row_spans = _spans_from_pieces(pieces, roles, contents, eot)

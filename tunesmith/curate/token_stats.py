@@ -11,10 +11,11 @@ import logging
 import numpy as np
 from pydantic import Field
 
-from tunesmith.chat import render_with_spans
+from tunesmith.chat import end_of_turn, frame_for, render_with_spans
 from tunesmith.config import StrictModel
 from tunesmith.curate.record import Example
 from tunesmith.curate.stage import Stage, StageContext, register_stage
+from tunesmith.curate.token_count import chunk_token_counts, row_counts, special_token_pattern
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,22 @@ def _tokens_in(encoding, lo: int, hi: int, limit: int) -> int:
     return min(last, limit - 1) - first + 1
 
 
+def _frame_counts(tokenizer, conversation) -> tuple[list[str], list[int], list[int]] | None:
+    """Template pieces of this role sequence with their token counts, and the end-of-turn tokens opening each."""
+    pieces = frame_for(tokenizer, conversation)
+    if pieces is None:
+        return None
+    encode = tokenizer.backend_tokenizer.encode
+    eot = end_of_turn(tokenizer)
+    piece_counts = [len(encode(p, add_special_tokens=False).ids) if p else 0 for p in pieces]
+    eot_counts = [0] * len(pieces)
+    for i in range(1, len(pieces)):
+        cut = pieces[i].find(eot) if eot else -1
+        if conversation[i - 1][0] == "assistant" and cut >= 0:
+            eot_counts[i] = len(encode(pieces[i][: cut + len(eot)], add_special_tokens=False).ids)
+    return pieces, piece_counts, eot_counts
+
+
 def _summary(values: np.ndarray) -> dict[str, float]:
     if len(values) == 0:
         return {}
@@ -53,20 +70,65 @@ class TokenStats(Stage):
         reject_truncated: bool = Field(False, description="Also reject rows longer than max_seq_len.")
         bins: int = Field(30, ge=2, description="Histogram bins for the length distribution.")
         batch_size: int = Field(2048, ge=1, description="Rows tokenized per batch.")
+        verify_rows: int = Field(
+            256, ge=1, description="Rows counted both ways (chunked and full encoding); any difference switches to full."
+        )
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
         tokenizer = ctx.extra["tokenizer"]
-        lengths = np.zeros(len(examples), dtype=np.int64)
-        trainable = np.zeros(len(examples), dtype=np.int64)
+        conversations = [[(m.role, m.content) for m in ex.messages] for ex in examples]
+        lengths, trainable, fast = self._fast_counts(tokenizer, conversations)
+        slow = np.flatnonzero(~fast)
+        sample = np.array(sorted(ctx.rng.sample(list(np.flatnonzero(fast)), min(int(fast.sum()), self.config.verify_rows))),
+                          dtype=np.int64)
+        check = np.concatenate([slow, sample])
+        exact_len, exact_trainable = self._exact_counts(tokenizer, [conversations[i] for i in check])
+        mismatch = (exact_len[len(slow):] != lengths[sample]) | (exact_trainable[len(slow):] != trainable[sample])
+        if mismatch.any():
+            log.info("token_stats: chunked counting disagrees with this tokenizer; counting every row in full")
+            lengths, trainable = self._exact_counts(tokenizer, conversations)
+            ctx.finding("counting", {"method": "full", "chunked_rows": 0})
+        else:
+            lengths[slow], trainable[slow] = exact_len[: len(slow)], exact_trainable[: len(slow)]
+            ctx.finding("counting", {"method": "chunked", "chunked_rows": int(len(examples) - len(slow)),
+                                     "verified_rows": int(len(sample))})
+        return self._judge(examples, lengths, trainable, ctx)
+
+    def _fast_counts(self, tokenizer, conversations) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Counts from distinct chunks for rows whose template frame is verbatim; `fast` marks those rows."""
+        limit, frames = self.config.max_seq_len, {}
+        special = special_token_pattern(tokenizer)
+        fast = np.zeros(len(conversations), dtype=bool)
+        for i, conversation in enumerate(conversations):
+            roles = tuple(r for r, _ in conversation)
+            if roles not in frames:
+                frames[roles] = _frame_counts(tokenizer, conversation)
+            fast[i] = frames[roles] is not None and not (special and any(special.search(c) for _, c in conversation))
+        rows = np.flatnonzero(fast)
+        content_counts = chunk_token_counts(tokenizer, [c for i in rows for _, c in conversations[i]]).tolist()
+        lengths = np.zeros(len(conversations), dtype=np.int64)
+        trainable = np.zeros(len(conversations), dtype=np.int64)
+        cursor = 0
+        for i in rows:
+            roles = tuple(r for r, _ in conversations[i])
+            pieces, piece_counts, eot_counts = frames[roles]
+            counts = content_counts[cursor : cursor + len(roles)]
+            cursor += len(roles)
+            lengths[i], trainable[i] = row_counts(pieces, roles, counts, piece_counts, eot_counts, limit)
+        return lengths, trainable, fast
+
+    def _exact_counts(self, tokenizer, conversations) -> tuple[np.ndarray, np.ndarray]:
+        """Counts from rendering and encoding every row in full (the reference the fast path is checked against)."""
+        lengths = np.zeros(len(conversations), dtype=np.int64)
+        trainable = np.zeros(len(conversations), dtype=np.int64)
         step = self.config.batch_size
-        for start in range(0, len(examples), step):
-            batch = examples[start : start + step]
-            texts, spans = render_with_spans(tokenizer, [[(m.role, m.content) for m in ex.messages] for ex in batch])
+        for start in range(0, len(conversations), step):
+            texts, spans = render_with_spans(tokenizer, conversations[start : start + step])
             encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
             for j, (encoding, row_spans) in enumerate(zip(encodings, spans)):
                 lengths[start + j] = len(encoding.ids)
                 trainable[start + j] = sum(_tokens_in(encoding, lo, hi, self.config.max_seq_len) for lo, hi in row_spans)
-        return self._judge(examples, lengths, trainable, ctx)
+        return lengths, trainable
 
     def _judge(self, examples, lengths, trainable, ctx: StageContext) -> list[Example]:
         cfg = self.config
