@@ -34,6 +34,7 @@ def _punctuation_table() -> dict[int, str]:
 
 
 _TO_SPACES = _punctuation_table()
+_ROW_BREAK = "|"
 
 
 def words(text: str) -> list[str]:
@@ -47,12 +48,14 @@ def word_shingles(texts: list[str], ngram: int) -> Shingles:
     str.translate (C speed) blanks punctuation, then pyarrow splits and dictionary-encodes all words at
     once; a regex split in pyarrow was 2.5x slower.
     """
-    spaced = [text.translate(_TO_SPACES) for text in texts]
-    lists = pc.utf8_split_whitespace(pc.utf8_lower(pa.array(spaced, type=pa.large_string())))
-    words = pc.list_flatten(lists)
-    row_of = pc.list_parent_indices(lists).to_numpy()
-    keep = pc.not_equal(words, "").to_numpy(zero_copy_only=False)
-    words, row_of = words.filter(pa.array(keep)), row_of[keep]
+    # One big string with a row-break word between rows is far cheaper to hand to pyarrow than many
+    # strings. The break is "|": punctuation is blanked before joining, so no word of a text can be "|".
+    joined = " | ".join(text.translate(_TO_SPACES) for text in texts).lower()
+    split = pc.ascii_split_whitespace if joined.isascii() else pc.utf8_split_whitespace
+    all_words = pc.list_flatten(split(pa.array([joined], type=pa.large_string())))
+    is_break = pc.equal(all_words, _ROW_BREAK).to_numpy(zero_copy_only=False)
+    row_of = np.cumsum(is_break)[~is_break]
+    words = all_words.filter(pa.array(~is_break))
     encoded = pc.dictionary_encode(words)
     vocab = encoded.dictionary.to_pylist()
     vocab_hash = np.fromiter((xxhash.xxh64_intdigest(w.encode()) for w in vocab), np.uint64, count=len(vocab))
@@ -79,20 +82,47 @@ def _ngram_hashes(word_hash: np.ndarray, row_of: np.ndarray, ngram: int) -> Shin
     boundaries = np.flatnonzero(np.diff(row_of)) + 1
     starts = np.concatenate([[0], boundaries])
     ends = np.concatenate([boundaries, [n_words]])
-    row_end = np.repeat(ends, ends - starts)
-    row_start = np.repeat(starts, ends - starts)
-    pos = np.arange(n_words)
-    keep = np.flatnonzero((pos + ngram <= row_end) | ((row_end - row_start < ngram) & (pos == row_start)))
+    is_long = ends - starts >= ngram
+    mask = np.ones(n_words, dtype=bool)
+    for k in range(1, ngram):  # the last n-1 positions of a long row start no full n-gram
+        mask[ends[is_long] - k] = False
+    short_starts, short_ends = starts[~is_long], ends[~is_long]
+    if len(short_starts):  # a short row keeps one shingle: all its words, from its first position
+        inside = np.repeat(short_starts, short_ends - short_starts)
+        mask[inside + _ranks(short_ends - short_starts)] = False
+        mask[short_starts] = True
+    keep = np.flatnonzero(mask)
+    end = keep + ngram
+    if len(short_starts):
+        end[np.searchsorted(keep, short_starts)] = short_ends
+    power, inverse = _powers(n_words + 1)
     with np.errstate(over="ignore"):
-        power = np.ones(n_words + 1, dtype=np.uint64)
-        power[1:] = np.cumprod(np.full(n_words, _BASE, dtype=np.uint64))
-        inverse = np.ones(n_words, dtype=np.uint64)
-        inverse[1:] = np.cumprod(np.full(n_words - 1, _BASE_INVERSE, dtype=np.uint64))
         prefix = np.zeros(n_words + 1, dtype=np.uint64)
-        np.cumsum(word_hash * power[:-1], out=prefix[1:])
-        end = np.minimum(keep + ngram, row_end[keep])
+        np.cumsum(word_hash * power[:n_words], out=prefix[1:])
         hashes = (prefix[end] - prefix[keep]) * inverse[keep]
     return Shingles(hashes, row_of[keep])
+
+
+def _ranks(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ..., len-1 for each length, concatenated."""
+    total = int(lengths.sum())
+    return np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+_POWER_CACHE: list[np.ndarray] = [np.ones(1, np.uint64), np.ones(1, np.uint64)]
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """B^t and B^-t for t < n (mod 2^64), cached and grown as needed."""
+    if len(_POWER_CACHE[0]) < n:
+        size = max(n, 2 * len(_POWER_CACHE[0]))
+        with np.errstate(over="ignore"):
+            for k, base in enumerate((_BASE, _BASE_INVERSE)):
+                values = np.empty(size, dtype=np.uint64)
+                values[0] = 1
+                np.cumprod(np.full(size - 1, base, dtype=np.uint64), out=values[1:])
+                _POWER_CACHE[k] = values
+    return _POWER_CACHE[0], _POWER_CACHE[1]
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

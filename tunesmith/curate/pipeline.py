@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import tempfile
@@ -90,6 +91,8 @@ def run_curate(config: CurateConfig, progress=None) -> CurateResult:
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dataset_dir))
     try:
         examples, sources = read_sources(config)
+        # the rows live for the whole run: take them out of the cyclic GC's scans (they hold no cycles)
+        gc.freeze()
         examples, stages, tokenizer_record = run_stages(config, examples, work, progress)
         splits = write_splits(examples, work)
         fp = fingerprint(config, splits)
@@ -116,6 +119,7 @@ def run_curate(config: CurateConfig, progress=None) -> CurateResult:
         work.rename(target)
         return CurateResult(card, target, reused=False)
     finally:
+        gc.unfreeze()
         shutil.rmtree(work, ignore_errors=True)
 
 

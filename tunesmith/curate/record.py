@@ -1,25 +1,25 @@
 """The one record type of curation: a chat example that remembers where it came from.
 
-Plain slotted dataclasses rather than pydantic: rows are validated once, by the `validate` stage with
+Plain slotted classes rather than pydantic: rows are validated once, by the `validate` stage with
 file/line/field messages, and after that a record is touched in hot loops where pydantic costs too much.
+`Example` is not frozen only because frozen dataclasses construct 6x slower (measured: 2.2 vs 0.34 us);
+treat it as immutable: stages return `example.replace(...)`, only the reader fills fields in place.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
 
 ROLES = ("system", "user", "assistant")
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     role: str
     content: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Example:
     """One row. `problem` holds a load-time failure (malformed line, unusable fields) for `validate`."""
 
@@ -38,7 +38,10 @@ class Example:
     group: str | None = None  # rows sharing a group never straddle splits (near-dup clusters)
 
     def replace(self, **changes: Any) -> Example:
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (the record's own, faster dataclasses.replace)."""
+        values = {name: getattr(self, name) for name in _FIELD_NAMES}
+        values.update(changes)
+        return Example(**values)
 
     @property
     def where(self) -> str:
@@ -77,3 +80,6 @@ class Example:
         if self.raw is not None:
             out["raw"] = self.raw
         return out
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Example))

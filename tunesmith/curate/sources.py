@@ -217,10 +217,9 @@ def read_source(config: SourceConfig) -> tuple[list[Example], SourceRecord]:
     readers = {"jsonl": _parse_jsonl, "json": _parse_json, "csv": _parse_csv, "parquet": _read_parquet}
     examples = _read_hub(config, name) if kind == "hub" else readers[kind](path, name)
     if config.columns:
-        examples = [
-            ex.replace(fields={config.columns.get(k, k): v for k, v in ex.fields.items()}) if ex.fields else ex
-            for ex in examples
-        ]
+        for ex in examples:  # the reader owns these fresh records, so it fills them in place
+            if ex.fields:
+                ex.fields = {config.columns.get(k, k): v for k, v in ex.fields.items()}
     parsed = [ex.fields for ex in examples if ex.fields is not None]
     if config.format != "auto":
         fmt = config.format
@@ -228,13 +227,10 @@ def read_source(config: SourceConfig) -> tuple[list[Example], SourceRecord]:
         fmt = detect_format(parsed, config.path)
     else:
         fmt = "messages"
-    examples = [_with_meta(ex.replace(format=fmt), config.keep_columns) for ex in examples]
+    for ex in examples:
+        ex.format = fmt
+        if config.keep_columns and ex.fields is not None:
+            ex.meta = {k: ex.fields[k] for k in config.keep_columns if k in ex.fields}
     sha = sha256_file(path) if kind != "hub" else None
     log.info("read %d rows from %s (%s, format %s)", len(examples), config.path, kind, fmt)
     return examples, SourceRecord(path=config.path, format=fmt, rows=len(examples), sha256=sha)
-
-
-def _with_meta(example: Example, keep: list[str]) -> Example:
-    if not keep or example.fields is None:
-        return example
-    return example.replace(meta={k: example.fields[k] for k in keep if k in example.fields})
