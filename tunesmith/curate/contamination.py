@@ -16,7 +16,7 @@ from pydantic import Field
 
 from tunesmith.config import StrictModel
 from tunesmith.curate import minhash
-from tunesmith.curate.dedup import field_text
+from tunesmith.curate.dedup import field_text, normalise
 from tunesmith.curate.record import Example
 from tunesmith.curate.sources import SourceConfig, read_source
 from tunesmith.curate.stage import Stage, StageContext, register_stage
@@ -132,7 +132,7 @@ class _Side:
     @classmethod
     def of(cls, rows: list[Example], ngram: int) -> _Side:
         texts = [field_text(r, "conversation") for r in rows]
-        keys = minhash.normalised_keys([field_text(r, "prompt") for r in rows])
+        keys = [normalise(field_text(r, "prompt"), "aggressive") for r in rows]
         return cls(rows, texts, keys, minhash.word_shingles(texts, ngram))
 
     def subset(self, mask: np.ndarray) -> _Side:

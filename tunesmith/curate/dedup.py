@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from typing import Literal
 
 import numpy as np
@@ -24,8 +23,6 @@ from tunesmith.curate.stage import Stage, StageContext, register_stage
 log = logging.getLogger(__name__)
 
 TextField = Literal["conversation", "prompt", "response", "system"]
-_SPACES = re.compile(r"\s+")
-_PUNCT = re.compile(r"[^\w\s]")
 
 
 def field_text(example: Example, field: TextField) -> str:
@@ -39,10 +36,12 @@ def field_text(example: Example, field: TextField) -> str:
 
 
 def normalise(text: str, mode: str) -> str:
+    """whitespace: lowercase, runs of whitespace made one space; aggressive: punctuation blanked first."""
     if mode == "none":
         return text
-    text = _SPACES.sub(" ", text.lower()).strip()
-    return _SPACES.sub(" ", _PUNCT.sub(" ", text)).strip() if mode == "aggressive" else text
+    if mode == "aggressive":
+        return " ".join(minhash.words(text))
+    return " ".join(text.lower().split())
 
 
 class ExactDedup(Stage):
