@@ -87,10 +87,9 @@ class Contamination(Stage):
             if r is not None and key:
                 found[q] = self._pair(queries.rows[q], reference.rows[r], "exact", field_text(queries.rows[q], "prompt"),
                                       kind)
-        ref_values, ref_rows = self._reference_ngrams(reference.shingles)
+        ref_values, ref_rows = self._shared_ngrams(queries.shingles, reference.shingles)
         q_sh = queries.shingles
-        pos = np.clip(np.searchsorted(ref_values, q_sh.hashes), 0, max(len(ref_values) - 1, 0))
-        hit = (ref_values[pos] == q_sh.hashes) if len(ref_values) else np.zeros(len(q_sh.hashes), bool)
+        hit, pos = _lookup(ref_values, q_sh.hashes)
         per_row = np.bincount(q_sh.row_of, minlength=len(queries.rows))
         share = np.bincount(q_sh.row_of[hit], minlength=len(queries.rows)) / np.maximum(per_row, 1)
         hit_index = np.flatnonzero(hit)
@@ -105,19 +104,44 @@ class Contamination(Stage):
             found[q] = {**pair, "overlap": round(float(share[q]), 3)}
         return [found[q] for q in sorted(found)]
 
-    def _reference_ngrams(self, shingles: minhash.Shingles) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted distinct reference n-grams and a row holding each, without boilerplate.
+    def _shared_ngrams(self, queries: minhash.Shingles, reference: minhash.Shingles) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted n-grams found on both sides, without boilerplate, and a reference row holding each.
 
-        An n-gram seen more than `boilerplate_rows` times in the reference is template text, not leakage.
+        Only the (small) query side is sorted; the reference is probed against it. An n-gram seen more than
+        `boilerplate_rows` times in the reference is template text, not leakage.
         """
-        values, first, counts = np.unique(shingles.hashes, return_index=True, return_counts=True)
+        found, _ = _lookup(np.unique(queries.hashes), reference.hashes)
+        where = np.flatnonzero(found)
+        values, first, counts = np.unique(reference.hashes[where], return_index=True, return_counts=True)
         keep = counts <= self.config.boilerplate_rows
-        return values[keep], shingles.row_of[first[keep]]
+        return values[keep], reference.row_of[where[first[keep]]]
 
     @staticmethod
     def _pair(a: Example, b: Example, kind: str, span: str, direction: str) -> dict:
         return {"a": a.id, "a_split": a.split, "b": b.id, "b_split": b.split, "kind": kind,
                 "direction": direction, "span": span[:300]}
+
+
+_FILTER_BITS = 1 << 24  # 2 MB of flags: fits in cache, so probing millions of keys stays cheap
+
+
+def _lookup(sorted_values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each key: is it in `sorted_values`, and at which position (valid where found).
+
+    A flag table indexed by the low bits of the hashes rules out most keys before the binary search,
+    whose random memory access is what costs on millions of keys.
+    """
+    found = np.zeros(len(keys), dtype=bool)
+    pos = np.zeros(len(keys), dtype=np.int64)
+    if len(sorted_values) == 0 or len(keys) == 0:
+        return found, pos
+    flags = np.zeros(_FILTER_BITS, dtype=bool)
+    flags[sorted_values & np.uint64(_FILTER_BITS - 1)] = True
+    maybe = np.flatnonzero(flags[keys & np.uint64(_FILTER_BITS - 1)])
+    at = np.minimum(np.searchsorted(sorted_values, keys[maybe]), len(sorted_values) - 1)
+    found[maybe] = sorted_values[at] == keys[maybe]
+    pos[maybe] = at
+    return found, pos
 
 
 @dataclass
