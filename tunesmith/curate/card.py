@@ -27,6 +27,8 @@ from tunesmith.artifacts import (
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.record import Example
 
+# one encoder for all rows: json.dumps with options builds a new encoder on every call
+_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 LIBRARIES = ["datasets", "numpy", "pyarrow", "pydantic", "transformers", "tokenizers", "torch", "py3langid", "scipy"]
 
 
@@ -40,7 +42,7 @@ def write_splits(examples: list[Example], directory: Path) -> dict[str, SplitRec
         path = directory / f"{name}.jsonl"
         with open(path, "w", encoding="utf-8") as handle:
             for example in by_split[name]:
-                handle.write(json.dumps(example.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
+                handle.write(_ROW_ENCODER.encode(example.to_json()) + "\n")
         records[name] = SplitRecord(file=path.name, rows=len(by_split[name]), sha256=sha256_file(path))
     return records
 

@@ -91,35 +91,34 @@ def detect_format(rows: list[dict[str, Any]], path: str) -> str:
 
 
 def _parse_jsonl(path: Path, name: str) -> list[Example]:
-    examples = []
+    examples, source, row = [], str(path), 0
     with open(path, "rb") as handle:
         data = handle.read()
-    row = 0
     for line_no, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
-        base = {"id": f"{name}:{row}", "source": str(path), "row": row, "line": line_no}
         row += 1
         try:
-            text = raw.decode("utf-8")
+            value = json.loads(raw)  # bytes: decoded as UTF-8 (a BOM is accepted) inside the C parser
         except UnicodeDecodeError as err:
             detail = f"invalid UTF-8 byte 0x{raw[err.start]:02x} at byte {err.start} of the line"
-            examples.append(Example(**base, problem="invalid_utf8", detail=detail, raw=raw.decode("utf-8", "replace")))
+            examples.append(_bad(name, source, row - 1, line_no, "invalid_utf8", detail, raw.decode("utf-8", "replace")))
             continue
-        if row == 1:
-            text = text.lstrip("\ufeff")  # a byte-order mark is not an error
-        try:
-            value = json.loads(text)
         except json.JSONDecodeError as err:
             detail = f"malformed JSON at column {err.colno}: {err.msg}"
-            examples.append(Example(**base, problem="malformed_json", detail=detail, raw=text[:2000]))
+            examples.append(_bad(name, source, row - 1, line_no, "malformed_json", detail, raw.decode("utf-8")))
             continue
         if not isinstance(value, dict):
             detail = f"the line is a JSON {type(value).__name__}, expected an object with the row's fields"
-            examples.append(Example(**base, problem="not_an_object", detail=detail, raw=text[:2000]))
+            examples.append(_bad(name, source, row - 1, line_no, "not_an_object", detail, raw.decode("utf-8")))
             continue
-        examples.append(Example(**base, fields=value))
+        examples.append(Example(id=f"{name}:{row - 1}", source=source, row=row - 1, line=line_no, fields=value))
     return examples
+
+
+def _bad(name: str, source: str, row: int, line: int, problem: str, detail: str, raw: str) -> Example:
+    return Example(id=f"{name}:{row}", source=source, row=row, line=line, problem=problem, detail=detail,
+                   raw=raw[:2000])
 
 
 def _parse_json(path: Path, name: str) -> list[Example]:

@@ -24,6 +24,7 @@ from tunesmith.curate.record import Example
 log = logging.getLogger(__name__)
 
 STAGES: dict[str, type[Stage]] = {}
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # reused: json.dumps with options builds one per call
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -66,7 +67,7 @@ class StageContext:
         if field:
             record["field"] = field
         record.update(example.to_rejected_json())
-        line = json.dumps(record, ensure_ascii=False)
+        line = _ENCODER.encode(record)
         if _SURROGATE.search(line):  # lone surrogates (rejected as invalid_utf8) cannot be written as UTF-8
             line = _SURROGATE.sub("\ufffd", line)
             record = json.loads(line)

@@ -17,8 +17,8 @@ from tunesmith.config import StrictModel
 from tunesmith.curate.record import ROLES, Example, Message
 from tunesmith.curate.stage import DataError, Stage, StageContext, register_stage
 
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# control characters and unpaired surrogates in one scan; the match tells which
+BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 DEFAULT_PLACEHOLDERS = ["<noinput>", "no input", "noinput", "n/a", "none", "null", "<no input>", "-", "nan"]
 
@@ -140,15 +140,15 @@ class Validate(Stage):
     def _check_turns(self, messages: list[Message]) -> None:
         total = 0
         for i, message in enumerate(messages):
-            field = f"messages[{i}].content"
             if not message.content.strip():
+                field = f"messages[{i}].content"
                 raise RowProblem("empty_turn", field, f"the {message.role} turn {field} is empty or whitespace")
-            if LONE_SURROGATE.search(message.content):
-                raise RowProblem("invalid_utf8", field, f"{field} holds an unpaired UTF-16 surrogate (broken text)")
-            bad = CONTROL_CHARS.search(message.content)
+            bad = BAD_CHARS.search(message.content)
             if bad:
-                code = f"U+{ord(bad.group()):04X}"
-                raise RowProblem("control_characters", field, f"{field} holds control character {code}")
+                field, code = f"messages[{i}].content", ord(bad.group())
+                if 0xD800 <= code <= 0xDFFF:
+                    raise RowProblem("invalid_utf8", field, f"{field} holds an unpaired UTF-16 surrogate (broken text)")
+                raise RowProblem("control_characters", field, f"{field} holds control character U+{code:04X}")
             total += len(message.content)
         if len(messages) > self.config.max_turns:
             raise RowProblem("too_many_turns", "messages", f"{len(messages)} turns (max_turns={self.config.max_turns})")
