@@ -30,6 +30,7 @@ def run_audit(path: Path, out: Path, fmt: str = "auto", tokenizer: str = "smollm
     config = audit_config(path, out, fmt, tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".audit-", dir=out))
+    work.chmod(0o755)
     try:
         examples, sources = read_sources(config)
         examples, stages, tokenizer_record = run_stages(config, examples, work)

@@ -89,6 +89,7 @@ def run_curate(config: CurateConfig, progress=None) -> CurateResult:
     dataset_dir = Path(config.output_dir) / config.name
     dataset_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dataset_dir))
+    work.chmod(0o755)  # mkdtemp makes 0700; a dataset version is meant to be shared
     try:
         examples, sources = read_sources(config)
         # the rows live for the whole run: take them out of the cyclic GC's scans (they hold no cycles)

@@ -39,6 +39,23 @@ def register_stage(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
+SAMPLES_PER_STAGE = 20
+SAMPLE_CHARS = 500  # text kept per field in the card's samples; the rejected file keeps the whole row
+
+
+def _clipped(value: Any, depth: int = 0) -> Any:
+    """A rejected row small enough for the card: long strings cut (marked), long lists shortened."""
+    if isinstance(value, str):
+        return value if len(value) <= SAMPLE_CHARS else value[:SAMPLE_CHARS] + " …[cut]"
+    if depth > 6:
+        return "…[nested too deep]"
+    if isinstance(value, dict):
+        return {key: _clipped(item, depth + 1) for key, item in list(value.items())[:50]}
+    if isinstance(value, list):
+        return [_clipped(item, depth + 1) for item in value[:20]]
+    return value
+
+
 class StageContext:
     """Bookkeeping for one run of one stage: counters, findings, rejected rows, a seeded rng."""
 
@@ -71,10 +88,10 @@ class StageContext:
         if _SURROGATE.search(line):  # lone surrogates (rejected as invalid_utf8) cannot be written as UTF-8
             line = _SURROGATE.sub("\ufffd", line)
             record = json.loads(line)
-        if len(self.rejected_samples) < 20:
+        if len(self.rejected_samples) < SAMPLES_PER_STAGE:
             sample = record if shown is None else {**record, **json.loads(_SURROGATE.sub("\ufffd", json.dumps(
                 shown.to_rejected_json(), ensure_ascii=False)))}
-            self.rejected_samples.append(sample)
+            self.rejected_samples.append(_clipped(sample))
         if self.rejected_path is None:
             return
         if self._rejected_handle is None:

@@ -128,7 +128,13 @@ def _row_text(sample: dict) -> str:
         return "\n".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in messages)
     if sample.get("raw") is not None:
         return str(sample["raw"])
-    return _pretty(sample["fields"]) if sample.get("fields") is not None else ""
+    fields = sample.get("fields")
+    if not isinstance(fields, dict):
+        return "" if fields is None else str(fields)
+    turns = [t for key in ("messages", "conversations") for t in _dicts(fields.get(key))]
+    if turns:  # a chat row that failed validation: show its turns as they read, not as JSON
+        return "\n".join(f"{t.get('role', t.get('from', '?'))}: {t.get('content', t.get('value', ''))}" for t in turns)
+    return json.dumps(fields, ensure_ascii=False, default=str)
 
 
 def _rejections(card: DatasetCard) -> list[dict[str, Any]]:
