@@ -379,3 +379,9 @@ def test_unknown_columns(tmp_path):
     with pytest.raises(SourceError, match="`format:`") as info:
         read_source(SourceConfig(path=path))
     assert "['a', 'q']" in str(info.value)
+
+
+def test_hub_dataset_id_offline_gives_a_clear_error():
+    """A hub id is read with `datasets.load_dataset`; offline (as in these tests) it fails with its name."""
+    with pytest.raises(SourceError, match=r"tunesmith-test/no-such-dataset: cannot load the hub dataset"):
+        read_source(SourceConfig(path="tunesmith-test/no-such-dataset"))
