@@ -145,7 +145,8 @@ def format_validation_error(cls: type[BaseModel], err: ValidationError, where: s
             hint = f"; did you mean {close[0]!r}?" if close else ""
             lines.append(f"  {key}: unknown key{hint} (valid keys: {', '.join(valid)})")
         else:
-            lines.append(f"  {key}: {item.get('msg')} (got {item.get('input')!r})")
+            got = repr(item.get("input"))
+            lines.append(f"  {key}: {item.get('msg')}" + (f" (got {got})" if len(got) <= 80 else ""))
     return "\n".join(lines)
 
 

@@ -93,15 +93,16 @@ class Validate(Stage):
                 kept.append(self._validate(example, fixups))
             except RowProblem as problem:
                 if self.config.on_error == "fail":
-                    raise DataError(f"{example.where}: field {problem.field}: {problem.detail}") from None
-                ctx.reject(example, problem.reason, problem.detail, field=problem.field)
+                    field = f"field {problem.field}: " if problem.field else ""
+                    raise DataError(f"{example.where}: {field}{problem.detail}") from None
+                ctx.reject(example, problem.reason, problem.detail, field=problem.field or None)
         ctx.finding("fixups", dict(fixups))
         ctx.finding("formats", dict(Counter(f"{ex.source} ({ex.format})" for ex in examples)))
         return kept
 
     def _validate(self, example: Example, fixups: Counter) -> Example:
         if example.problem:
-            raise RowProblem(example.problem, "(line)", example.detail or example.problem)
+            raise RowProblem(example.problem, "", example.detail or example.problem)
         messages = self._messages(example.format, example.fields or {}, fixups)
         if self.config.strip:
             stripped = [Message(m.role, m.content.strip()) for m in messages]
