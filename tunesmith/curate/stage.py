@@ -150,23 +150,6 @@ class Stage(ABC):
         return kept, record
 
 
-class FilterStage(Stage):
-    """A stage that answers one question per row: keep it (None) or drop it (a reason)."""
-
-    @abstractmethod
-    def check(self, example: Example) -> str | None: ...
-
-    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
-        kept = []
-        for example in examples:
-            reason = self.check(example)
-            if reason is None:
-                kept.append(example)
-            else:
-                ctx.reject(example, reason)
-        return kept
-
-
 def build_stage(entry: dict[str, Any]) -> Stage:
     """Build a stage from a config entry `{stage: name, ...params}` (params validated by its Config)."""
     params = dict(entry)
