@@ -108,6 +108,7 @@ def main() -> None:
         rejected = Path(result.directory) / "rejected" / "near_dedup.jsonl"
         dropped = {int(json.loads(line)["row"]) for line in rejected.open()} if rejected.exists() else set()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     ds_seconds, ds_pairs = run_datasketch(texts)
 
     true_positive = len(dropped & variant_of.keys())
@@ -117,7 +118,7 @@ def main() -> None:
     print(f"planted near-duplicates      {len(variant_of)} (true 5-gram Jaccard {min(true_j):.3f}..{max(true_j):.3f})")
     print("stage seconds                " + "  ".join(f"{s.name}={s.seconds:.2f}" for s in result.card.stages))
     print(f"tunesmith full curate        {seconds:.2f} s  ({args.rows / seconds:,.0f} rows/s)")
-    print(f"peak RSS (whole process)     {rss_mb:,.0f} MiB")
+    print(f"peak RSS                     {rss_mb:,.0f} MiB (background stage process: {child_rss_mb:,.0f} MiB, pages shared with the main process counted again)")
     print(f"near-dup precision / recall  {precision:.4f} / {recall:.4f}")
     print(f"datasketch MinHashLSH alone  {ds_seconds:.2f} s  ({ds_pairs} candidate links)")
     print(f"ratio full curate / datasketch = {seconds / ds_seconds:.3f}  (target <= 0.5)")

@@ -257,3 +257,13 @@ def test_optimal_bands_fit_num_perm():
     for threshold in (0.5, 0.8, 0.95):
         bands, rows = minhash.optimal_bands(threshold, 128)
         assert bands * rows <= 128
+
+
+def test_word_cache_gives_the_same_shingles_as_fresh_hashing():
+    cache = minhash.WordCache()
+    first = ["a b c d e f!", "x y z", "", "hello world again and again."]
+    cache.words(first)
+    later = ["x y z", "new text, unseen", "a b c d e f!", "", "end."]  # reordered, new and empty texts
+    cached, fresh = minhash.word_shingles(later, 2, cache), minhash.word_shingles(later, 2)
+    assert np.array_equal(cached.hashes, fresh.hashes) and np.array_equal(cached.row_of, fresh.row_of)
+    assert minhash.text_words(["end.  "]).offsets.tolist() == [0, 1]  # trailing punctuation adds no word

@@ -265,6 +265,7 @@ class BiasAudit(Stage):
 
     name = "bias_audit"
     version = "1"
+    inspector = True
 
     class Config(StrictModel):
         language_sample: int = Field(1000, ge=0, description="Rows (seeded sample) whose language is detected.")

@@ -50,7 +50,7 @@ def write_splits(examples: list[Example], directory: Path) -> dict[str, SplitRec
 def fingerprint(config: CurateConfig, splits: dict[str, SplitRecord]) -> str:
     """sha256 over the split contents and the config (without where the output goes)."""
     payload = {
-        "config": config.model_dump(mode="json", exclude={"output_dir", "version", "report"}),
+        "config": config.model_dump(mode="json", exclude={"output_dir", "version", "report", "background_inspectors"}),
         "splits": {name: record.sha256 for name, record in sorted(splits.items())},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

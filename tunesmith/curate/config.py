@@ -41,6 +41,9 @@ class CurateConfig(StrictModel):
     )
     gates: GatesConfig = Field(default_factory=GatesConfig, description="Quality gates checked before writing.")
     report: bool = Field(True, description="Write report.html (the audit report) with the version.")
+    background_inspectors: bool = Field(
+        True, description="Run stages that change no row (bias_audit) in a second process while the rest go on."
+    )
 
     @field_validator("stages")
     @classmethod

@@ -47,7 +47,7 @@ class Contamination(Stage):
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
         is_train = np.array([ex.split in (self.config.train_split, None) for ex in examples], dtype=bool)
-        everything = _Side.of(examples, self.config.ngram)  # shingle every row once, then take subsets
+        everything = _Side.of(examples, self.config.ngram, ctx.extra.get("word_cache"))  # shingle every row once, then take subsets
         train, held_out = everything.subset(is_train), everything.subset(~is_train)
         pairs = self._overlaps(held_out, train, "test_vs_train")
         for path in self.config.eval_files:
@@ -154,10 +154,10 @@ class _Side:
     shingles: minhash.Shingles
 
     @classmethod
-    def of(cls, rows: list[Example], ngram: int) -> _Side:
+    def of(cls, rows: list[Example], ngram: int, cache: minhash.WordCache | None = None) -> _Side:
         texts = [field_text(r, "conversation") for r in rows]
         keys = [normalise(field_text(r, "prompt"), "aggressive") for r in rows]
-        return cls(rows, texts, keys, minhash.word_shingles(texts, ngram))
+        return cls(rows, texts, keys, minhash.word_shingles(texts, ngram, cache))
 
     def subset(self, mask: np.ndarray) -> _Side:
         index = np.flatnonzero(mask)

@@ -124,7 +124,7 @@ class NearDedup(Stage):
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
         cfg = self.config
         texts = [field_text(ex, cfg.field) for ex in examples]
-        shingles = minhash.word_shingles(texts, cfg.ngram)
+        shingles = minhash.word_shingles(texts, cfg.ngram, ctx.extra.get("word_cache"))
         sig = minhash.signatures(shingles, len(texts), cfg.num_perm, cfg.seed)
         bands, rows = (cfg.bands, cfg.rows) if cfg.bands else minhash.optimal_bands(cfg.threshold, cfg.num_perm)
         has_text = np.zeros(len(texts), dtype=bool)

@@ -41,25 +41,71 @@ def words(text: str) -> list[str]:
     return text.translate(_TO_SPACES).lower().split()
 
 
-def word_shingles(texts: list[str], ngram: int) -> Shingles:
-    """Hash every word n-gram of every text; a text shorter than `ngram` words gives one shingle.
+@dataclass(frozen=True)
+class Words:
+    """The word hashes of many texts, flat, with offsets: text i has hashes[offsets[i]:offsets[i + 1]]."""
 
-    str.translate (C speed) blanks punctuation, then pyarrow splits and dictionary-encodes all words at
-    once; a regex split in pyarrow was 2.5x slower.
+    hashes: np.ndarray  # uint64
+    offsets: np.ndarray  # int64, one more than there are texts
+
+    def row_of(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+
+
+def text_words(texts: list[str]) -> Words:
+    """Hash the words of every text at once.
+
+    One big string with a row-break word between texts is far cheaper to hand to pyarrow than many
+    strings. The break is "|": punctuation is blanked before joining, so no word of a text can be "|".
     """
-    # One big string with a row-break word between rows is far cheaper to hand to pyarrow than many
-    # strings. The break is "|": punctuation is blanked before joining, so no word of a text can be "|".
     joined = " | ".join(text.translate(_TO_SPACES) for text in texts).lower()
     split = pc.ascii_split_whitespace if joined.isascii() else pc.utf8_split_whitespace
     all_words = pc.list_flatten(split(pa.array([joined], type=pa.large_string())))
     is_break = pc.equal(all_words, _ROW_BREAK).to_numpy(zero_copy_only=False)
-    row_of = np.cumsum(is_break)[~is_break]
-    words = all_words.filter(pa.array(~is_break))
-    encoded = pc.dictionary_encode(words)
+    keep = ~is_break & pc.not_equal(all_words, "").to_numpy(zero_copy_only=False)  # trailing space: ""
+    row_of = np.cumsum(is_break)[keep]
+    encoded = pc.dictionary_encode(all_words.filter(pa.array(keep)))
     vocab = encoded.dictionary.to_pylist()
     vocab_hash = np.fromiter((xxhash.xxh64_intdigest(w.encode()) for w in vocab), np.uint64, count=len(vocab))
-    word_hash = vocab_hash[encoded.indices.to_numpy()]
-    return _ngram_hashes(word_hash, row_of.astype(np.int64), ngram)
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row_of, minlength=len(texts)), out=offsets[1:])
+    return Words(vocab_hash[encoded.indices.to_numpy()], offsets)
+
+
+class WordCache:
+    """Words of the texts seen earlier in one run, so a later stage hashes only texts it has not seen.
+
+    near_dedup and contamination both read the whole conversation; rows that pii masked in between
+    simply count as new texts.
+    """
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._words: Words | None = None
+
+    def words(self, texts: list[str]) -> Words:
+        if self._words is None:
+            self._words = text_words(texts)
+            self._index = {text: i for i, text in enumerate(texts)}
+            return self._words
+        known = np.fromiter((self._index.get(t, -1) for t in texts), dtype=np.int64, count=len(texts))
+        new = np.flatnonzero(known < 0)
+        fresh = text_words([texts[i] for i in new])
+        pool = np.concatenate([self._words.hashes, fresh.hashes])
+        starts = np.where(known >= 0, self._words.offsets[np.maximum(known, 0)], 0)
+        lengths = np.where(known >= 0, np.diff(self._words.offsets)[np.maximum(known, 0)], 0)
+        starts[new] = len(self._words.hashes) + fresh.offsets[:-1]
+        lengths[new] = np.diff(fresh.offsets)
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Words(pool[gather], offsets)
+
+
+def word_shingles(texts: list[str], ngram: int, cache: WordCache | None = None) -> Shingles:
+    """Hash every word n-gram of every text; a text shorter than `ngram` words gives one shingle."""
+    words = cache.words(texts) if cache is not None else text_words(texts)
+    return _ngram_hashes(words.hashes, words.row_of(), ngram)
 
 
 def _ngram_hashes(word_hash: np.ndarray, row_of: np.ndarray, ngram: int) -> Shingles:

@@ -273,6 +273,11 @@ class Pii(Stage):
                 raise ValueError(f"unknown PII types {unknown}; known: {', '.join(PII_TYPES)}")
             return types
 
+    @property
+    def inspector(self) -> bool:  # type: ignore[override]
+        """Reporting changes no row, so the pipeline may run it in the background."""
+        return self.config.action == "report"
+
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
         action = self.config.action
         detectors = tuple(d for d in DETECTORS if d.type in set(self.config.types))

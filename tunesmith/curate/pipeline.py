@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tunesmith.artifacts import DatasetCard, GateRecord, SourceRecord, TokenizerRecord, write_card
+from tunesmith.artifacts import DatasetCard, GateRecord, SourceRecord, StageRecord, TokenizerRecord, write_card
 from tunesmith.config import dump_config
+from tunesmith.curate import background
 from tunesmith.curate.card import check_gates, code_record, existing_version, fingerprint, next_version, write_splits
 from tunesmith.curate.config import CurateConfig
+from tunesmith.curate.minhash import WordCache
 from tunesmith.curate.record import Example
 from tunesmith.curate.sources import read_source
 from tunesmith.curate.stage import StageContext, build_stage
@@ -45,24 +47,38 @@ def load_tokenizer_for(config: CurateConfig):
 
 def run_stages(config: CurateConfig, examples: list[Example], work_dir: Path, progress=None):
     """Run every stage in order; returns the survivors, stage records and the tokenizer record."""
-    extra, tokenizer_record, records = {}, None, []
+    extra: dict = {"word_cache": WordCache()}  # shared by the stages that read whole conversations
+    tokenizer_record, records = None, []
     stage_names = [entry["stage"] for entry in config.stages]
     if "token_stats" in stage_names:
         tokenizer = load_tokenizer_for(config)
-        extra = {"tokenizer": tokenizer, "tokenizer_name": config.tokenizer}
+        extra.update(tokenizer=tokenizer, tokenizer_name=config.tokenizer)
         max_len = next(e["max_seq_len"] for e in config.stages if e["stage"] == "token_stats")
         tokenizer_record = TokenizerRecord(name=config.tokenizer, max_seq_len=max_len,
                                            chat_template_sha256=_sha(getattr(tokenizer, "chat_template", None)))
+    pending: dict[int, background.BackgroundStage] = {}
     for entry in config.stages:
         stage = build_stage(entry)
         ctx = StageContext(stage.name, work_dir / "rejected", seed=config_seed(config), extra=extra)
+        if stage.inspector and config.background_inspectors and background.can_fork():
+            pending[len(records)] = background.start(stage, examples, ctx)
+            records.append(None)
+            continue
         examples, record = stage.run(examples, ctx)
-        records.append(record)
-        log.info("%-14s %6d in  %6d out  %6d rejected  %.2fs", record.name, record.rows_in, record.rows_out,
-                 record.rows_rejected, record.seconds)
-        if progress is not None:
-            progress(record)
+        records.append(_report(record, progress))
+    for index, job in pending.items():
+        records[index] = _report(job.result(), progress)
+        for warning in records[index].findings.get("warnings", []):
+            log.warning("%s: %s", records[index].name, warning)
     return examples, records, tokenizer_record
+
+
+def _report(record: StageRecord, progress) -> StageRecord:
+    log.info("%-14s %6d in  %6d out  %6d rejected  %.2fs", record.name, record.rows_in, record.rows_out,
+             record.rows_rejected, record.seconds)
+    if progress is not None:
+        progress(record)
+    return record
 
 
 def config_seed(config: CurateConfig) -> int:

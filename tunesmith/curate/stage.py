@@ -111,6 +111,7 @@ class StageContext:
 class Stage(ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
+    inspector: ClassVar[bool] = False  # True: changes no row, so the pipeline may run it in the background
     Config: ClassVar[type[StrictModel]] = StrictModel
 
     def __init__(self, config: StrictModel | None = None):
