@@ -202,3 +202,47 @@ def test_demo_config_with_the_embedded_tokenizer(tmp_path):
     assert card.tokenizer.name == "smollm2-135m-instruct"
     assert by_name["token_stats"].findings["zero_trainable_rows"] == 0
     assert (result.directory / "report.html").is_file()
+
+
+def test_background_inspectors_give_the_same_card_as_inline(tmp_path, tiny_tokenizer_dir):
+    forked = curate(tmp_path / "forked", tiny_tokenizer_dir, "stages.pii.action=report")
+    inline = curate(tmp_path / "inline", tiny_tokenizer_dir, "stages.pii.action=report", "background_inspectors=false")
+    assert forked.card.fingerprint == inline.card.fingerprint
+    for a, b in zip(forked.card.stages, inline.card.stages):
+        assert (a.name, a.rows_in, a.rows_out, a.findings.keys()) == (b.name, b.rows_in, b.rows_out, b.findings.keys())
+        if a.name in ("pii", "bias_audit"):
+            assert a.findings == b.findings
+
+
+def test_a_failing_background_stage_is_reported(tmp_path, monkeypatch):
+    from tunesmith.curate import background
+    from tunesmith.curate.bias import BiasAudit
+    from tunesmith.curate.stage import StageContext
+
+    def broken(self, examples, ctx):
+        raise ValueError("lexicon missing")
+
+    monkeypatch.setattr(BiasAudit, "process", broken)
+    if not background.can_fork():
+        pytest.skip("needs fork and two cores")
+    job = background.start(BiasAudit(), [], StageContext("bias_audit", None))
+    with pytest.raises(RuntimeError, match="bias_audit failed in its background process: ValueError: lexicon missing"):
+        job.result()
+
+
+def test_a_failing_stage_stops_the_background_work(tmp_path, tiny_tokenizer_dir, monkeypatch):
+    import os
+
+    from tunesmith.curate import background
+    from tunesmith.curate.split import Split
+
+    started = []
+    real_start = background.start
+    monkeypatch.setattr(background, "start", lambda *a: started.append(real_start(*a)) or started[-1])
+    monkeypatch.setattr(Split, "process", lambda self, examples, ctx: (_ for _ in ()).throw(ValueError("boom")))
+    with pytest.raises(ValueError, match="boom"):
+        curate(tmp_path, tiny_tokenizer_dir)
+    assert started or not background.can_fork()
+    for job in started:  # reaped: the child no longer exists
+        with pytest.raises(ChildProcessError):
+            os.waitpid(job.pid, os.WNOHANG)

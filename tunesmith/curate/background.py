@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import dataclass
 
 from tunesmith.artifacts import StageRecord
@@ -39,6 +40,16 @@ class BackgroundStage:
         if os.waitstatus_to_exitcode(status) != 0 or not payload.startswith("{"):
             raise RuntimeError(f"stage {self.name} failed in its background process: {payload or 'no output'}")
         return StageRecord.model_validate_json(payload)
+
+
+    def cancel(self) -> None:
+        """Stop the child and reap it (used when the pipeline fails before collecting it)."""
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(self.read_fd)
 
 
 def start(stage: Stage, examples: list[Example], ctx: StageContext) -> BackgroundStage:

@@ -57,19 +57,23 @@ def run_stages(config: CurateConfig, examples: list[Example], work_dir: Path, pr
         tokenizer_record = TokenizerRecord(name=config.tokenizer, max_seq_len=max_len,
                                            chat_template_sha256=_sha(getattr(tokenizer, "chat_template", None)))
     pending: dict[int, background.BackgroundStage] = {}
-    for entry in config.stages:
-        stage = build_stage(entry)
-        ctx = StageContext(stage.name, work_dir / "rejected", seed=config_seed(config), extra=extra)
-        if stage.inspector and config.background_inspectors and background.can_fork():
-            pending[len(records)] = background.start(stage, examples, ctx)
-            records.append(None)
-            continue
-        examples, record = stage.run(examples, ctx)
-        records.append(_report(record, progress))
-    for index, job in pending.items():
-        records[index] = _report(job.result(), progress)
-        for warning in records[index].findings.get("warnings", []):
-            log.warning("%s: %s", records[index].name, warning)
+    try:
+        for entry in config.stages:
+            stage = build_stage(entry)
+            ctx = StageContext(stage.name, work_dir / "rejected", seed=config_seed(config), extra=extra)
+            if stage.inspector and config.background_inspectors and background.can_fork():
+                pending[len(records)] = background.start(stage, examples, ctx)
+                records.append(None)
+                continue
+            examples, record = stage.run(examples, ctx)
+            records.append(_report(record, progress))
+        for index in list(pending):
+            records[index] = _report(pending.pop(index).result(), progress)
+            for warning in records[index].findings.get("warnings", []):
+                log.warning("%s: %s", records[index].name, warning)
+    finally:
+        for job in pending.values():  # a later stage failed: stop the background work too
+            job.cancel()
     return examples, records, tokenizer_record
 
 
