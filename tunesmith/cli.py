@@ -90,9 +90,11 @@ def _card(args: argparse.Namespace) -> int:
 
 def _ls(args: argparse.Namespace) -> int:
     import tunesmith.curate  # noqa: F401  (registers the stages)
+    from tunesmith.curate.config import DEFAULT_STAGES
     from tunesmith.curate.stage import STAGES
 
-    for name, cls in STAGES.items():
+    for name in sorted(STAGES, key=lambda n: DEFAULT_STAGES.index(n) if n in DEFAULT_STAGES else len(DEFAULT_STAGES)):
+        cls = STAGES[name]
         print(f"{name:15s} v{cls.version}  {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
     return 0
 

@@ -23,6 +23,8 @@ from tunesmith.curate.stage import Stage, StageContext, register_stage
 
 
 class Contamination(Stage):
+    """Flag (or drop) held-out rows that overlap training rows, and training rows that overlap eval files."""
+
     name = "contamination"
     version = "1"
 

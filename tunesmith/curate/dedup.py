@@ -45,6 +45,8 @@ def normalise(text: str, mode: str) -> str:
 
 
 class ExactDedup(Stage):
+    """Drop rows whose normalised key fields repeat an earlier row; warn when a key field is near-constant."""
+
     name = "exact_dedup"
     version = "1"
 
@@ -94,7 +96,10 @@ class ExactDedup(Stage):
 
 
 class NearDedup(Stage):
-    """Barrier stage: needs all rows at once to build signatures and LSH buckets."""
+    """Cluster rows by MinHash + LSH on word n-grams (exact Jaccard confirms); keep one per cluster or tag.
+
+    A barrier stage: it needs all rows at once to build signatures and LSH buckets.
+    """
 
     name = "near_dedup"
     version = "1"

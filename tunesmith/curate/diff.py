@@ -82,9 +82,14 @@ def format_diff(diff: dict) -> str:
                  f"moved between splits: {diff['rows_changed_split']}")
     lines.append(f"config changed: {'yes' if diff['config_changed'] else 'no'}")
     for key, (old, new) in diff["stats"].items():
-        delta = f" ({new - old:+g})" if isinstance(old, (int, float)) and isinstance(new, (int, float)) else ""
-        lines.append(f"  {key}: {old} -> {new}{delta}")
+        numbers = isinstance(old, (int, float)) and isinstance(new, (int, float))
+        delta = f" ({new - old:+.4g})" if numbers else ""
+        lines.append(f"  {key}: {_show(old)} -> {_show(new)}{delta}")
     return "\n".join(lines)
+
+
+def _show(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 __all__ = ["CARD_FILE", "diff_cards", "format_diff", "verify_card"]

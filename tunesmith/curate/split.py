@@ -18,6 +18,8 @@ from tunesmith.curate.stage import Stage, StageContext, register_stage
 
 
 class Split(Stage):
+    """Assign train/validation/test deterministically; groups stay together, strata keep their shares."""
+
     name = "split"
     version = "1"
 

@@ -61,6 +61,8 @@ def _summary(values: np.ndarray) -> dict[str, float]:
 
 
 class TokenStats(Stage):
+    """Token lengths with the chat template, truncation at max_seq_len, trainable tokens; reject rows with none."""
+
     name = "token_stats"
     version = "1"
 

@@ -68,6 +68,8 @@ def _turns(fields: dict[str, Any], key: str, role_key: str, text_key: str, role_
 
 
 class Validate(Stage):
+    """Turn raw rows of any input format into chat messages, or reject them naming file, line and field."""
+
     name = "validate"
     version = "1"
 
