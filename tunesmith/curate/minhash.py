@@ -1,8 +1,8 @@
-"""Batched MinHash signatures and LSH banding on numpy arrays: the engine behind `near_dedup`.
+"""Word n-gram hashing, MinHash signatures and LSH banding on arrays: the engine of near_dedup and contamination.
 
 No per-row Python loop on the hot path: pyarrow splits and dictionary-encodes the words of all rows at
-once, numpy builds word n-gram shingles and their minimum hashes chunk by chunk, and LSH buckets come
-from one sort per band. Signatures use multiply-shift hashing of 64-bit shingle hashes.
+once, n-gram hashes come from prefix sums, signatures are minimum reductions over cache-sized blocks,
+and LSH buckets come from one sort per band. Only the few candidate pairs are compared as sets.
 """
 
 from __future__ import annotations
