@@ -232,4 +232,6 @@ def read_source(config: SourceConfig) -> tuple[list[Example], SourceRecord]:
             ex.meta = {k: ex.fields[k] for k in config.keep_columns if k in ex.fields}
     sha = sha256_file(path) if kind != "hub" else None
     log.info("read %d rows from %s (%s, format %s)", len(examples), config.path, kind, fmt)
+    if not examples:
+        log.warning("%s holds no rows", config.path)
     return examples, SourceRecord(path=config.path, format=fmt, rows=len(examples), sha256=sha)
