@@ -142,3 +142,15 @@ def read_card(path: Path) -> DatasetCard:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON at line {err.lineno}: {err.msg}") from None
     return DatasetCard.model_validate(data)
+
+
+def split_problems(card: DatasetCard, directory: Path) -> list[str]:
+    """Split files of a card that are missing or changed since it was written (re-hashed)."""
+    problems = []
+    for name, split in card.splits.items():
+        file = Path(directory) / split.file
+        if not file.is_file():
+            problems.append(f"{file}: split {name!r} is missing")
+        elif sha256_file(file) != split.sha256:
+            problems.append(f"{file}: split {name!r} changed since the card was written (sha256 mismatch)")
+    return problems

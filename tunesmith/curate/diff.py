@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from tunesmith.artifacts import CARD_FILE, DatasetCard, read_card, sha256_file
+from tunesmith.artifacts import CARD_FILE, DatasetCard, read_card, split_problems
 
 
 def card_dir(path: Path) -> Path:
@@ -19,14 +19,7 @@ def verify_card(path: Path) -> list[str]:
         card = read_card(path)
     except (ValueError, FileNotFoundError) as err:
         return [str(err)]
-    problems = []
-    for name, split in card.splits.items():
-        file = card_dir(path) / split.file
-        if not file.is_file():
-            problems.append(f"{file}: split {name!r} is missing")
-        elif sha256_file(file) != split.sha256:
-            problems.append(f"{file}: split {name!r} changed since the card was written (sha256 mismatch)")
-    return problems
+    return split_problems(card, card_dir(path))
 
 
 def _row_hashes(card: DatasetCard, directory: Path) -> dict[str, str]:

@@ -1,0 +1,75 @@
+"""Training data from a card: hashes checked, prompt tokens masked, end of turn trained, pre-flight checks.
+
+Run: .venv/bin/python -m pytest tests/train/test_data.py -q
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunesmith.curate.config import CurateConfig
+from tunesmith.curate.pipeline import run_curate
+from tunesmith.models import load_tokenizer
+from tunesmith.train.data import IGNORE_INDEX, TrainDataError, encode_rows, open_card, preflight
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
+
+
+@pytest.fixture
+def card_dir(tmp_path, tiny_tokenizer_dir) -> Path:
+    config = CurateConfig(name="tiny", output_dir=str(tmp_path), tokenizer=str(tiny_tokenizer_dir),
+                          sources=[{"path": str(FIXTURE)}], gates={"min_rows": 5})
+    return run_curate(config).directory
+
+
+def test_open_card_reads_every_split(card_dir):
+    splits = open_card(card_dir / "card.json")
+    assert set(splits.rows) == set(splits.card.splits)
+    assert all(len(rows) == splits.card.splits[name].rows for name, rows in splits.rows.items())
+
+
+def test_a_changed_split_file_is_refused_by_name(card_dir):
+    with open(card_dir / "train.jsonl", "a") as handle:
+        handle.write(json.dumps({"id": "x", "messages": []}) + "\n")
+    with pytest.raises(TrainDataError, match=r"train\.jsonl: split 'train' changed"):
+        open_card(card_dir)
+
+
+def test_labels_train_only_the_answer_and_its_end(tiny_tokenizer_dir):
+    tokenizer = load_tokenizer(str(tiny_tokenizer_dir))
+    row = {"id": "r:0", "messages": [{"role": "system", "content": "Answer in JSON."},
+                                     {"role": "user", "content": "Extract the order please"},
+                                     {"role": "assistant", "content": "lamp"},
+                                     {"role": "user", "content": "And the city?"},
+                                     {"role": "assistant", "content": "Lyon"}]}
+    [encoded] = encode_rows(tokenizer, [row], max_seq_len=512)
+    trained = [tokenizer.convert_ids_to_tokens(t) for t, label in zip(encoded["input_ids"], encoded["labels"])
+               if label != IGNORE_INDEX]
+    assert trained == ["lamp", "<|im_end|>", "Lyon", "<|im_end|>"]
+    preflight(tokenizer, [encoded])  # passes
+
+
+def test_preflight_names_rows_without_trainable_tokens_or_end(tiny_tokenizer_dir):
+    tokenizer = load_tokenizer(str(tiny_tokenizer_dir))
+    long_prompt = {"id": "long:0", "messages": [{"role": "user", "content": "word " * 200},
+                                                {"role": "assistant", "content": "ok"}]}
+    cut_answer = {"id": "cut:0", "messages": [{"role": "user", "content": "hi"},
+                                              {"role": "assistant", "content": "word " * 200}]}
+    encoded = encode_rows(tokenizer, [long_prompt, cut_answer], max_seq_len=64)
+    with pytest.raises(TrainDataError) as failure:
+        preflight(tokenizer, encoded)
+    message = str(failure.value)
+    assert "no trainable tokens after masking: long:0" in message
+    assert "never train the end-of-turn token" in message and "cut:0" in message
+
+
+def test_trained_tokens_match_curation_token_stats(card_dir, tiny_tokenizer_dir):
+    from tunesmith.curate.token_stats import TokenStats
+
+    tokenizer = load_tokenizer(str(tiny_tokenizer_dir))
+    rows = open_card(card_dir).rows["train"]
+    encoded = encode_rows(tokenizer, rows, max_seq_len=48)  # short enough to truncate some rows
+    conversations = [[(m["role"], m["content"]) for m in row["messages"]] for row in rows]
+    _, trainable = TokenStats(TokenStats.Config(max_seq_len=48))._exact_counts(tokenizer, conversations)
+    assert [sum(label != IGNORE_INDEX for label in row["labels"]) for row in encoded] == trainable.tolist()
