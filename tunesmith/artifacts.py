@@ -154,3 +154,40 @@ def split_problems(card: DatasetCard, directory: Path) -> list[str]:
         elif sha256_file(file) != split.sha256:
             problems.append(f"{file}: split {name!r} changed since the card was written (sha256 mismatch)")
     return problems
+
+
+RUN_FILE = "run.json"
+
+
+class RunManifest(StrictModel):
+    """`runs/<run_id>/run.json`: which data, model and settings produced an adapter. Written last."""
+
+    schema_version: Literal[1] = 1
+    run_id: str
+    card_fingerprint: str
+    card_path: str
+    base_model: str = Field(description="Model name, folder or hub id as configured.")
+    base_model_sha256: str | None = Field(None, description="sha256 of the base weights file, when local.")
+    quantization: str = Field(description="What was used after resolving `auto`: nf4, int8 or none.")
+    device: str
+    config: dict[str, Any]
+    final_metrics: dict[str, float]
+    wall_seconds: float
+    created_at: datetime
+    code: CodeRecord
+
+
+def write_run(manifest: RunManifest, directory: Path) -> Path:
+    path = Path(directory) / RUN_FILE
+    atomic_write_text(path, manifest.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def read_run(path: Path) -> RunManifest:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RUN_FILE
+    try:
+        return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no run manifest here (did the run finish?)") from None

@@ -51,6 +51,21 @@ def _curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from tunesmith.config import load_config
+    from tunesmith.console import console
+    from tunesmith.train.config import TrainConfig
+
+    config = load_config(TrainConfig, Path(args.config), args.overrides)
+    if args.dry_run:
+        console.print_json(json.dumps(config.model_dump(mode="json")))
+        return 0
+    from tunesmith.train.trainer import train
+
+    print(train(config))
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from tunesmith.console import console, stage_table
     from tunesmith.curate.audit import run_audit
@@ -109,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     curate.add_argument("overrides", nargs="*", help="key=value overrides, e.g. stages.near_dedup.threshold=0.7")
     curate.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
     curate.set_defaults(func=_curate)
+    train = sub.add_parser("train", help="Train a LoRA/QLoRA adapter on a dataset card into runs/<run_id>/.")
+    train.add_argument("config", help="YAML config (see configs/train/).")
+    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. card=artifacts/.../card.json lora.r=8")
+    train.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
+    train.set_defaults(func=_train)
     audit = sub.add_parser("audit", help="One-shot audit of a file with default stages (no split, no gates).")
     audit.add_argument("path")
     audit.add_argument("--format", default="auto", help="alpaca | prompt_completion | messages | sharegpt | auto")
@@ -130,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     from tunesmith.curate.sources import SourceError
     from tunesmith.curate.stage import DataError
     from tunesmith.models import ModelError
+    from tunesmith.train.callbacks import NonFiniteLoss
+    from tunesmith.train.data import TrainDataError
 
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
     try:
         return args.func(args)
-    except (ConfigError, SourceError, DataError, ModelError, FileNotFoundError, FileExistsError) as err:
+    except (ConfigError, SourceError, DataError, ModelError, TrainDataError, NonFiniteLoss, FileNotFoundError,
+            FileExistsError) as err:
         log.error("%s", err)
         return EXIT_DATA
     except ValueError as err:  # e.g. an invalid card.json

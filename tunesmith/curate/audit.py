@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tunesmith.artifacts import DatasetCard
-from tunesmith.curate.card import code_record, fingerprint, write_splits
+from tunesmith.curate.card import fingerprint, write_splits
 from tunesmith.curate.config import DEFAULT_STAGES, CurateConfig, GatesConfig
 from tunesmith.curate.pipeline import finish_version, read_sources, run_stages
+from tunesmith.provenance import code_record
 
 AUDIT_STAGES = [s for s in DEFAULT_STAGES if s not in ("split", "contamination")]
 

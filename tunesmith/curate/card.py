@@ -7,17 +7,12 @@ exists only for complete versions. The same inputs and config give the same fing
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
-import platform
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-from tunesmith import __version__
 from tunesmith.artifacts import (
     CARD_FILE,
-    CodeRecord,
     GateRecord,
     SplitRecord,
     StageRecord,
@@ -29,7 +24,6 @@ from tunesmith.curate.record import Example
 
 # one encoder for all rows: json.dumps with options builds a new encoder on every call
 _ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
-LIBRARIES = ["datasets", "numpy", "pyarrow", "pydantic", "transformers", "tokenizers", "torch", "py3langid", "scipy"]
 
 
 def write_splits(examples: list[Example], directory: Path) -> dict[str, SplitRecord]:
@@ -97,23 +91,3 @@ def existing_version(dataset_dir: Path, fingerprint_: str) -> Path | None:
 def next_version(dataset_dir: Path) -> str:
     numbers = [int(p.name[1:]) for p in dataset_dir.glob("v*") if p.name[1:].isdigit()]
     return f"v{max(numbers, default=0) + 1}"
-
-
-def code_record() -> CodeRecord:
-    libraries = {}
-    for name in LIBRARIES:
-        try:
-            libraries[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return CodeRecord(package_version=__version__, git_sha=git_sha(), python=platform.python_version(),
-                      libraries=libraries)
-
-
-def git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -13,12 +13,13 @@ from pathlib import Path
 from tunesmith.artifacts import DatasetCard, GateRecord, SourceRecord, StageRecord, TokenizerRecord, write_card
 from tunesmith.config import dump_config
 from tunesmith.curate import background
-from tunesmith.curate.card import check_gates, code_record, existing_version, fingerprint, next_version, write_splits
+from tunesmith.curate.card import check_gates, existing_version, fingerprint, next_version, write_splits
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.minhash import WordCache
 from tunesmith.curate.record import Example
 from tunesmith.curate.sources import read_source
 from tunesmith.curate.stage import StageContext, build_stage
+from tunesmith.provenance import code_record
 
 log = logging.getLogger(__name__)
 

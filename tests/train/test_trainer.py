@@ -1,0 +1,110 @@
+"""LoRA training on a tiny random Llama, offline on CPU: the run folder, changed LoRA weights, NF4, NaN stop.
+
+Run: .venv/bin/python -m pytest tests/train/test_trainer.py -q
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunesmith.artifacts import read_run
+from tunesmith.curate.config import CurateConfig
+from tunesmith.curate.pipeline import run_curate
+from tunesmith.train.callbacks import NonFiniteLoss
+from tunesmith.train.config import TrainConfig
+from tunesmith.train.trainer import train
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
+
+
+@pytest.fixture
+def card(tmp_path, tiny_tokenizer_dir) -> Path:
+    config = CurateConfig(name="tiny", output_dir=str(tmp_path / "data"), tokenizer=str(tiny_tokenizer_dir),
+                          sources=[{"path": str(FIXTURE)}], gates={"min_rows": 5},
+                          stages=[{"stage": "validate", "max_chars": 5000}, {"stage": "exact_dedup"},
+                                  {"stage": "token_stats", "max_seq_len": 256},
+                                  {"stage": "split", "ratios": {"train": 0.8, "validation": 0.2}}])
+    return run_curate(config).directory / "card.json"
+
+
+def config_for(card, model_dir, tmp_path, **extra) -> TrainConfig:
+    settings = {"card": str(card), "model": str(model_dir), "output_dir": str(tmp_path / "runs"), "run_id": "r1",
+                "max_steps": 4, "batch_size": 4, "learning_rate": 5e-3, "warmup_ratio": 0.0, "max_seq_len": 256,
+                "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}
+    return TrainConfig(**{**settings, **extra})
+
+
+def lora_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {k: v for k, v in load_file(path / "adapter" / "adapter_model.safetensors").items() if "lora_" in k}
+
+
+def test_lora_run_writes_the_run_folder_and_changes_every_lora_weight(tmp_path, card, tiny_model_dir):
+    run = train(config_for(card, tiny_model_dir, tmp_path, quantization="none"))
+    assert {p.name for p in run.iterdir()} == {"adapter", "config.resolved.yaml", "metrics.jsonl", "run.json"}
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= {p.name for p in (run / "adapter").iterdir()}
+    manifest = read_run(run)
+    assert manifest.card_fingerprint == json.loads(card.read_text())["fingerprint"]
+    assert manifest.quantization == "none" and manifest.device == "cpu" and manifest.base_model_sha256
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "loss" in s] == [1, 2, 3, 4]
+    assert any("eval_loss" in s for s in steps) and all(s["peak_memory_mb"] > 0 for s in steps)
+    weights = lora_tensors(run)
+    assert weights and all(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)  # B starts at zero
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    initial = {k.replace(".default", ""): v for k, v in fresh.state_dict().items() if "lora_A" in k}
+    changed = [k for k, v in weights.items() if "lora_A" in k and not torch.equal(v, initial[k])]
+    assert len(changed) == sum("lora_A" in k for k in weights)
+
+
+def test_nf4_on_cpu_uses_4bit_layers_and_loss_falls(tmp_path, card, tiny_model_dir):
+    from bitsandbytes.nn import Linear4bit
+
+    from tunesmith.train.model import load_model_for_training
+
+    config = config_for(card, tiny_model_dir, tmp_path, quantization="nf4", max_steps=12, eval_split=None)
+    model, *_ = load_model_for_training(config)
+    assert any(isinstance(m, Linear4bit) for m in model.modules())
+    run = train(config)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 12
+    assert read_run(run).quantization == "nf4"
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step(tmp_path, card, tiny_model_dir, monkeypatch):
+    from transformers import Trainer
+
+    real = Trainer.compute_loss
+
+    def nan_loss(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
+        return result * float("nan") if torch.is_tensor(result) else (result[0] * float("nan"), *result[1:])
+
+    monkeypatch.setattr(Trainer, "compute_loss", nan_loss)
+    with pytest.raises(NonFiniteLoss, match="loss became nan at step 1"):
+        train(config_for(card, tiny_model_dir, tmp_path, quantization="none"))
+    assert not (tmp_path / "runs" / "r1" / "run.json").exists()
+
+
+def test_cli_train_prints_the_run_folder_and_refuses_a_changed_card(tmp_path, card, tiny_model_dir, capsys):
+    from tunesmith.cli import main
+
+    root = Path(__file__).parents[2]
+    args = ["train", str(root / "configs" / "train" / "smollm2-lora.yaml"), f"card={card}", f"model={tiny_model_dir}",
+            f"output_dir={tmp_path / 'runs'}", "run_id=cli", "max_steps=2", "batch_size=4", "eval_steps=1"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().endswith("cli")
+    with open(card.parent / "train.jsonl", "a") as handle:
+        handle.write("{}\n")
+    assert main([*args[:-3], "run_id=cli2", "max_steps=2"]) == 2
+    assert not (tmp_path / "runs" / "cli2").exists()

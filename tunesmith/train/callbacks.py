@@ -1,0 +1,76 @@
+"""Trainer callbacks: metrics.jsonl line by line, a stop on non-finite loss, early stopping, progress lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import resource
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; the message names the step."""
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class MetricsFile(TrainerCallback):
+    """Append one JSON line per log event: step, loss, eval_loss, lr, tokens/s, peak memory; stop on NaN/inf."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.write_text("")
+        self._last = (time.perf_counter(), 0)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        for key in ("loss", "eval_loss"):
+            if key in logs and not math.isfinite(logs[key]):
+                raise NonFiniteLoss(f"{key} became {logs[key]} at step {state.global_step}; lower the learning rate "
+                                    "or check the data")
+        now, seen = time.perf_counter(), int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        then, seen_before = self._last
+        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        for source, target in (("loss", "loss"), ("eval_loss", "eval_loss"), ("learning_rate", "lr"),
+                               ("grad_norm", "grad_norm")):
+            if source in logs:
+                record[target] = float(logs[source])
+        if "loss" in logs and seen > seen_before:
+            record["tokens_per_s"] = round((seen - seen_before) / max(now - then, 1e-9), 1)
+            self._last = (now, seen)
+        record["peak_memory_mb"] = round(peak_memory_mb(), 1)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        log.info("step %d/%d %s", state.global_step, state.max_steps,
+                 "  ".join(f"{k}={v:.4g}" for k, v in record.items() if k in ("loss", "eval_loss", "lr", "tokens_per_s")))
+
+
+class EarlyStopping(TrainerCallback):
+    """Stop when eval loss has not improved for `patience` evaluations (no checkpoint needed)."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.bad = patience, math.inf, 0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is None:
+            return
+        if loss < self.best:
+            self.best, self.bad = loss, 0
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                log.info("early stopping at step %d: eval loss has not improved for %d evaluations",
+                         state.global_step, self.bad)
+                control.should_training_stop = True

@@ -1,0 +1,54 @@
+"""The train config: which card, which base model, how to quantize, LoRA and optimisation settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tunesmith.config import StrictModel
+
+
+class LoraSettings(StrictModel):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (commonly 2*r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or all-linear for every linear layer but the head."
+    )
+
+
+class TrainConfig(StrictModel):
+    card: str = Field(description="Path to the dataset card (card.json or its version folder).")
+    model: str = Field("smollm2-135m-instruct", description="Embedded model name, local folder or hub id.")
+    trust_remote_code: bool = Field(False, description="Allow the model's own Python code (off by default).")
+    quantization: Literal["auto", "nf4", "int8", "none"] = Field(
+        "auto", description="auto: NF4 (double quant, bf16 compute) on CUDA, none (plain LoRA) on CPU."
+    )
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    output_dir: str = Field("runs", description="Runs go to <output_dir>/<run_id>/.")
+    run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Default: time + card.")
+    max_seq_len: int = Field(512, ge=8, description="Rows are truncated to this many tokens.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training split (ignored when max_steps is set).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    batch_size: int = Field(8, ge=1, description="Rows per device batch.")
+    grad_accumulation: int = Field(1, ge=1, description="Batches per optimizer step.")
+    learning_rate: float = Field(2e-4, gt=0)
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    eval_steps: int | None = Field(None, ge=1, description="Validation loss every N steps (default: once per epoch).")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop when validation loss has not improved for this many evaluations."
+    )
+    logging_steps: int = Field(1, ge=1, description="Write metrics.jsonl every N steps.")
+    seed: int = Field(0)
+    train_split: str = Field("train")
+    eval_split: str | None = Field("validation", description="Split for eval loss; None to skip evaluation.")
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_eval(self) -> TrainConfig:
+        if self.early_stopping_patience and not self.eval_split:
+            raise ValueError("early_stopping_patience needs an eval_split")
+        return self

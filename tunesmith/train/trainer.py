@@ -1,0 +1,113 @@
+"""Train a LoRA adapter on a dataset card and write the run folder; run.json is written last.
+
+The trainer is transformers' Trainer built by composition: our token ids and assistant-only labels (from
+`train/data.py`), a padding collator, length-grouped batches, and the callbacks in `train/callbacks.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from tunesmith.artifacts import RunManifest, write_run
+from tunesmith.config import dump_config
+from tunesmith.provenance import code_record
+from tunesmith.train.callbacks import EarlyStopping, MetricsFile
+from tunesmith.train.config import TrainConfig
+from tunesmith.train.data import IGNORE_INDEX, encode_rows, open_card, preflight
+from tunesmith.train.model import load_model_for_training
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PadCollator:
+    """Right-pad a batch: pad id in input_ids, IGNORE_INDEX in labels, zeros in the attention mask."""
+
+    pad_id: int
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            ids[i, :n] = torch.tensor(feature["input_ids"])
+            labels[i, :n] = torch.tensor(feature["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _arguments(config: TrainConfig, checkpoints: Path, has_eval: bool, device: str):
+    from transformers import TrainingArguments
+
+    evaluate_every = "steps" if config.eval_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(checkpoints), per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accumulation,
+        learning_rate=config.learning_rate, lr_scheduler_type=config.schedule, warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1, logging_steps=config.logging_steps, seed=config.seed,
+        data_seed=config.seed, eval_strategy=evaluate_every if has_eval else "no", eval_steps=config.eval_steps,
+        save_strategy="no", report_to=[], train_sampling_strategy="group_by_length", remove_unused_columns=False,
+        include_num_input_tokens_seen=True, disable_tqdm=True, use_cpu=device == "cpu",
+        logging_nan_inf_filter=False,  # a NaN loss must reach MetricsFile, which stops the run
+        bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
+    )
+
+
+def run_name(config: TrainConfig, fingerprint: str) -> str:
+    return config.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{fingerprint[:8]}"
+
+
+def train(config: TrainConfig) -> Path:
+    """Train on the card's training split and return the run folder."""
+    from datasets import Dataset
+    from transformers import Trainer, set_seed
+
+
+    started = time.perf_counter()
+    splits = open_card(Path(config.card))
+    set_seed(config.seed)
+    model, tokenizer, quantization, device, weights_sha = load_model_for_training(config)
+    train_rows = encode_rows(tokenizer, splits.rows[config.train_split], config.max_seq_len)
+    preflight(tokenizer, train_rows)
+    eval_rows = encode_rows(tokenizer, splits.rows.get(config.eval_split, []), config.max_seq_len) \
+        if config.eval_split else []
+    run_dir = Path(config.output_dir) / run_name(config, splits.card.fingerprint)
+    if (run_dir / "run.json").exists():
+        raise FileExistsError(f"{run_dir} already holds a finished run; choose another run_id")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, run_dir / "config.resolved.yaml")
+    callbacks = [MetricsFile(run_dir / "metrics.jsonl")]
+    if config.early_stopping_patience and eval_rows:
+        callbacks.append(EarlyStopping(config.early_stopping_patience))
+    trainer = Trainer(
+        model=model, args=_arguments(config, run_dir / "checkpoints", bool(eval_rows), device),
+        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        data_collator=PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
+        callbacks=callbacks,
+    )
+    result = trainer.train()
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()  # Trainer makes it even when nothing is saved
+    metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    if eval_rows:
+        metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+    model.save_pretrained(run_dir / "adapter", safe_serialization=True)
+    tokenizer.save_pretrained(run_dir / "adapter")
+    manifest = RunManifest(
+        run_id=run_dir.name, card_fingerprint=splits.card.fingerprint, card_path=str(Path(config.card).resolve()),
+        base_model=config.model, base_model_sha256=weights_sha, quantization=quantization, device=device,
+        config=config.model_dump(mode="json"), final_metrics=metrics,
+        wall_seconds=round(time.perf_counter() - started, 2), created_at=datetime.now(timezone.utc), code=code_record(),
+    )
+    write_run(manifest, run_dir)
+    return run_dir
