@@ -27,10 +27,10 @@ def test_local_folder_and_hub_id_resolution(tmp_path):
 
 
 @pytest.mark.slow
-def test_embedded_model_converts_once_to_safetensors_and_generates(tmp_path, monkeypatch):
+def test_embedded_model_converts_once_to_safetensors_and_generates():
+    """Uses the session's model cache (conftest), so the suite converts the GGUF at most once."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path))
     folder = models.resolve_model_dir("smollm2-135m-instruct", with_weights=True)
     assert (folder / "model.safetensors").is_file() and (folder / "weights.complete").exists()
     stamp = (folder / "model.safetensors").stat().st_mtime_ns

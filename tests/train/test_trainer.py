@@ -108,3 +108,16 @@ def test_cli_train_prints_the_run_folder_and_refuses_a_changed_card(tmp_path, ca
         handle.write("{}\n")
     assert main([*args[:-3], "run_id=cli2", "max_steps=2"]) == 2
     assert not (tmp_path / "runs" / "cli2").exists()
+
+
+@pytest.mark.slow
+def test_a_few_steps_on_the_embedded_smollm2(tmp_path, card):
+    """The real default model: converted from its GGUF once per session, LoRA-trained for two steps on CPU."""
+    run = train(TrainConfig(card=str(card), output_dir=str(tmp_path / "runs"), run_id="smol", max_steps=2,
+                            batch_size=2, max_seq_len=256, eval_split=None, lora={"r": 4, "alpha": 8}))
+    manifest = read_run(run)
+    assert manifest.base_model == "smollm2-135m-instruct" and manifest.quantization == "none"
+    assert manifest.base_model_sha256 and len(manifest.base_model_sha256) == 64
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
+              if "loss" in json.loads(line)]
+    assert len(losses) == 2 and all(0 < loss < 20 for loss in losses)

@@ -75,6 +75,9 @@ def train(config: TrainConfig) -> Path:
     started = time.perf_counter()
     splits = open_card(Path(config.card))
     set_seed(config.seed)
+    if splits.card.tokenizer and splits.card.tokenizer.name != config.model:
+        log.warning("the card counted tokens with %s but training uses %s: its token statistics may not hold",
+                    splits.card.tokenizer.name, config.model)
     model, tokenizer, quantization, device, weights_sha = load_model_for_training(config)
     train_rows = encode_rows(tokenizer, splits.rows[config.train_split], config.max_seq_len)
     preflight(tokenizer, train_rows)
