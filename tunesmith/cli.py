@@ -66,6 +66,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from tunesmith.train.merge import merge_run
+
+    print(merge_run(Path(args.run), Path(args.out) if args.out else None))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tunesmith.train.merge import answer
+
+    print(answer(Path(args.run), args.prompt, max_new_tokens=args.max_new_tokens, system=args.system))
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from tunesmith.console import console, stage_table
     from tunesmith.curate.audit import run_audit
@@ -129,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. card=artifacts/.../card.json lora.r=8")
     train.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
     train.set_defaults(func=_train)
+    merge = sub.add_parser("merge", help="Merge a run's adapter into full safetensors weights.")
+    merge.add_argument("run", help="Run folder (runs/<run_id>) or its run.json")
+    merge.add_argument("--out", help="Output folder (default: <run>/merged)")
+    merge.set_defaults(func=_merge)
+    generate = sub.add_parser("generate", help="Answer one prompt with a run's tuned model (greedy).")
+    generate.add_argument("run", help="Run folder (runs/<run_id>)")
+    generate.add_argument("prompt")
+    generate.add_argument("--system", help="Optional system message.")
+    generate.add_argument("--max-new-tokens", type=int, default=128)
+    generate.set_defaults(func=_generate)
     audit = sub.add_parser("audit", help="One-shot audit of a file with default stages (no split, no gates).")
     audit.add_argument("path")
     audit.add_argument("--format", default="auto", help="alpaca | prompt_completion | messages | sharegpt | auto")

@@ -120,3 +120,29 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         log.warning("%s has no chat template; using tunesmith's ChatML fallback", name)
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     return tokenizer
+
+
+def load_base_model(name: str, trust_remote_code: bool = False):
+    """The base model in full precision on CPU (bf16 on CUDA) from safetensors, ready for inference."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(resolve_model_dir(name)), dtype=dtype,
+                                                 trust_remote_code=trust_remote_code)
+    return model.to("cuda" if cuda else "cpu").eval()
+
+
+def load_tuned_model(run_dir: Path):
+    """(base model with the run's LoRA adapter, the adapter's tokenizer), from the run's manifest."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from tunesmith.artifacts import read_run
+
+    manifest = read_run(run_dir)
+    trust = bool(manifest.config.get("trust_remote_code", False))
+    base = load_base_model(manifest.base_model, trust_remote_code=trust)
+    model = PeftModel.from_pretrained(base, str(Path(run_dir) / "adapter")).eval()
+    return model, AutoTokenizer.from_pretrained(str(Path(run_dir) / "adapter"))

@@ -121,3 +121,25 @@ def test_a_few_steps_on_the_embedded_smollm2(tmp_path, card):
     losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
               if "loss" in json.loads(line)]
     assert len(losses) == 2 and all(0 < loss < 20 for loss in losses)
+
+
+def test_merge_and_generate_after_a_run(tmp_path, card, tiny_model_dir, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.cli import main
+    from tunesmith.models import load_tuned_model
+
+    run = train(config_for(card, tiny_model_dir, tmp_path, quantization="none", eval_split=None))
+    assert main(["merge", str(run)]) == 0
+    merged_dir = Path(capsys.readouterr().out.strip())
+    assert merged_dir == run / "merged" and (merged_dir / "model.safetensors").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    tuned, tokenizer = load_tuned_model(run)
+    ids = tokenizer("Extract the order", return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():  # merged weights compute what base + adapter compute
+        assert torch.allclose(merged(ids).logits, tuned(ids).logits, atol=1e-4)
+    from tunesmith.train.merge import answer
+
+    assert main(["generate", str(run), "Extract the order", "--max-new-tokens", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == answer(run, "Extract the order", max_new_tokens=5) + "\n"  # greedy: the same answer

@@ -69,7 +69,7 @@ def run_name(config: TrainConfig, fingerprint: str) -> str:
 def train(config: TrainConfig) -> Path:
     """Train on the card's training split and return the run folder."""
     from datasets import Dataset
-    from transformers import Trainer, set_seed
+    from transformers import PrinterCallback, Trainer, set_seed
 
 
     started = time.perf_counter()
@@ -97,6 +97,7 @@ def train(config: TrainConfig) -> Path:
         data_collator=PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
         callbacks=callbacks,
     )
+    trainer.remove_callback(PrinterCallback)  # MetricsFile logs each step; nothing goes to stdout
     result = trainer.train()
     checkpoints = run_dir / "checkpoints"
     if checkpoints.is_dir() and not any(checkpoints.iterdir()):
