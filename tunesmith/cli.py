@@ -62,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from tunesmith.train.trainer import train
 
-    print(train(config))
+    print(train(config, resume=args.resume))
     return 0
 
 
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="YAML config (see configs/train/).")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. card=artifacts/.../card.json lora.r=8")
     train.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
+    train.add_argument("--resume", action="store_true", help="Continue run_id from its last complete checkpoint.")
     train.set_defaults(func=_train)
     merge = sub.add_parser("merge", help="Merge a run's adapter into full safetensors weights.")
     merge.add_argument("run", help="Run folder (runs/<run_id>) or its run.json")

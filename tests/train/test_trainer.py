@@ -143,3 +143,35 @@ def test_merge_and_generate_after_a_run(tmp_path, card, tiny_model_dir, capsys):
     assert main(["generate", str(run), "Extract the order", "--max-new-tokens", "5"]) == 0
     printed = capsys.readouterr().out
     assert printed == answer(run, "Extract the order", max_new_tokens=5) + "\n"  # greedy: the same answer
+
+
+def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, card, tiny_model_dir, monkeypatch):
+    from transformers import Trainer
+
+    settings = {"quantization": "none", "max_steps": 6, "save_steps": 2, "eval_split": None}
+    straight = train(config_for(card, tiny_model_dir, tmp_path, run_id="straight", **settings))
+
+    real_step = Trainer.training_step
+
+    def killed_at_step_5(self, *args, **kwargs):
+        if self.state.global_step == 5:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", killed_at_step_5)
+    config = config_for(card, tiny_model_dir, tmp_path, run_id="resumed", **settings)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(Trainer, "training_step", real_step)
+    run_dir = tmp_path / "runs" / "resumed"
+    assert not (run_dir / "run.json").exists()
+    (run_dir / "checkpoints" / "checkpoint-5").mkdir()  # half-written: no completion marker
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config)
+    resumed = train(config, resume=True)
+    a, b = lora_tensors(straight), lora_tensors(resumed)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps == [1, 2, 3, 4, 5, 6]  # resumed from checkpoint-4, not the unmarked checkpoint-5
+    assert not (resumed / "checkpoints").exists()

@@ -28,9 +28,10 @@ def peak_memory_mb() -> float:
 class MetricsFile(TrainerCallback):
     """Append one JSON line per log event: step, loss, eval_loss, lr, tokens/s, peak memory; stop on NaN/inf."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, append: bool = False):
         self.path = Path(path)
-        self.path.write_text("")
+        if not append:
+            self.path.write_text("")
         self._last = (time.perf_counter(), 0)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -74,3 +75,30 @@ class EarlyStopping(TrainerCallback):
                 log.info("early stopping at step %d: eval loss has not improved for %d evaluations",
                          state.global_step, self.bad)
                 control.should_training_stop = True
+
+
+COMPLETE = "COMPLETE"
+
+
+class CheckpointMarker(TrainerCallback):
+    """Mark a checkpoint folder complete once Trainer has written all of it; resume only trusts marked ones."""
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            tmp = folder / f".{COMPLETE}.tmp"
+            tmp.write_text(str(state.global_step))
+            tmp.replace(folder / COMPLETE)  # the rename is the commit point
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint with a completion marker; unmarked (half-written) ones are skipped."""
+    if not Path(folder).is_dir():
+        return None
+    found = sorted((p for p in Path(folder).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    for candidate in reversed(found):
+        if (candidate / COMPLETE).exists():
+            return candidate
+        log.warning("skipping %s: it has no completion marker (the process stopped while saving it)", candidate)
+    return None

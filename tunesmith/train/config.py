@@ -43,6 +43,8 @@ class TrainConfig(StrictModel):
         None, ge=1, description="Stop when validation loss has not improved for this many evaluations."
     )
     logging_steps: int = Field(1, ge=1, description="Write metrics.jsonl every N steps.")
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps, so --resume can continue.")
+    keep_checkpoints: int = Field(2, ge=1, description="Complete checkpoints kept; older ones are deleted.")
     seed: int = Field(0)
     train_split: str = Field("train")
     eval_split: str | None = Field("validation", description="Split for eval loss; None to skip evaluation.")

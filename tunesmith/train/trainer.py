@@ -6,18 +6,21 @@ The trainer is transformers' Trainer built by composition: our token ids and ass
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from transformers import set_seed
 
 from tunesmith.artifacts import RunManifest, write_run
 from tunesmith.config import dump_config
 from tunesmith.provenance import code_record
-from tunesmith.train.callbacks import EarlyStopping, MetricsFile
+from tunesmith.train.callbacks import CheckpointMarker, EarlyStopping, MetricsFile, latest_checkpoint
 from tunesmith.train.config import TrainConfig
 from tunesmith.train.data import IGNORE_INDEX, encode_rows, open_card, preflight
 from tunesmith.train.model import load_model_for_training
@@ -55,7 +58,8 @@ def _arguments(config: TrainConfig, checkpoints: Path, has_eval: bool, device: s
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1, logging_steps=config.logging_steps, seed=config.seed,
         data_seed=config.seed, eval_strategy=evaluate_every if has_eval else "no", eval_steps=config.eval_steps,
-        save_strategy="no", report_to=[], train_sampling_strategy="group_by_length", remove_unused_columns=False,
+        save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps,
+        save_total_limit=config.keep_checkpoints, report_to=[], train_sampling_strategy="group_by_length", remove_unused_columns=False,
         include_num_input_tokens_seen=True, disable_tqdm=True, use_cpu=device == "cpu",
         logging_nan_inf_filter=False,  # a NaN loss must reach MetricsFile, which stops the run
         bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
@@ -66,12 +70,8 @@ def run_name(config: TrainConfig, fingerprint: str) -> str:
     return config.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{fingerprint[:8]}"
 
 
-def train(config: TrainConfig) -> Path:
-    """Train on the card's training split and return the run folder."""
-    from datasets import Dataset
-    from transformers import PrinterCallback, Trainer, set_seed
-
-
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Train on the card's training split and return the run folder; `resume` continues a killed run."""
     started = time.perf_counter()
     splits = open_card(Path(config.card))
     set_seed(config.seed)
@@ -83,12 +83,56 @@ def train(config: TrainConfig) -> Path:
     preflight(tokenizer, train_rows)
     eval_rows = encode_rows(tokenizer, splits.rows.get(config.eval_split, []), config.max_seq_len) \
         if config.eval_split else []
-    run_dir = Path(config.output_dir) / run_name(config, splits.card.fingerprint)
+    run_dir = _run_folder(config, splits.card.fingerprint, resume)
+    trainer = _build_trainer(config, model, tokenizer, train_rows, eval_rows, run_dir, device, resume)
+    checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
+    if resume:
+        log.info("resuming %s from %s", run_dir.name, checkpoint or "the start (no complete checkpoint)")
+        _forget_metrics_after(run_dir / "metrics.jsonl", int(checkpoint.name.split("-")[-1]) if checkpoint else 0)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    if eval_rows:
+        metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+    model.save_pretrained(run_dir / "adapter", safe_serialization=True)
+    tokenizer.save_pretrained(run_dir / "adapter")
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # they exist only while a run is unfinished
+    manifest = RunManifest(
+        run_id=run_dir.name, card_fingerprint=splits.card.fingerprint, card_path=str(Path(config.card).resolve()),
+        base_model=config.model, base_model_sha256=weights_sha, quantization=quantization, device=device,
+        config=config.model_dump(mode="json"), final_metrics=metrics,
+        wall_seconds=round(time.perf_counter() - started, 2), created_at=datetime.now(timezone.utc), code=code_record(),
+    )
+    write_run(manifest, run_dir)
+    return run_dir
+
+
+def _forget_metrics_after(path: Path, step: int) -> None:
+    """Drop metric lines after the checkpoint a run resumes from: those steps are run again."""
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+def _run_folder(config: TrainConfig, fingerprint: str, resume: bool) -> Path:
+    if resume and not config.run_id:
+        raise FileNotFoundError("--resume needs the run_id of the run to continue")
+    run_dir = Path(config.output_dir) / run_name(config, fingerprint)
     if (run_dir / "run.json").exists():
         raise FileExistsError(f"{run_dir} already holds a finished run; choose another run_id")
+    if resume and not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no run to resume")
+    if not resume and (run_dir / "checkpoints").is_dir():
+        raise FileExistsError(f"{run_dir} holds an unfinished run; continue it with --resume or pick another run_id")
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.resolved.yaml")
-    callbacks = [MetricsFile(run_dir / "metrics.jsonl")]
+    return run_dir
+
+
+def _build_trainer(config, model, tokenizer, train_rows, eval_rows, run_dir: Path, device: str, resume: bool):
+    from datasets import Dataset
+    from transformers import PrinterCallback, Trainer
+
+    callbacks = [MetricsFile(run_dir / "metrics.jsonl", append=resume), CheckpointMarker()]
     if config.early_stopping_patience and eval_rows:
         callbacks.append(EarlyStopping(config.early_stopping_patience))
     trainer = Trainer(
@@ -98,20 +142,4 @@ def train(config: TrainConfig) -> Path:
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # MetricsFile logs each step; nothing goes to stdout
-    result = trainer.train()
-    checkpoints = run_dir / "checkpoints"
-    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
-        checkpoints.rmdir()  # Trainer makes it even when nothing is saved
-    metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
-    if eval_rows:
-        metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
-    model.save_pretrained(run_dir / "adapter", safe_serialization=True)
-    tokenizer.save_pretrained(run_dir / "adapter")
-    manifest = RunManifest(
-        run_id=run_dir.name, card_fingerprint=splits.card.fingerprint, card_path=str(Path(config.card).resolve()),
-        base_model=config.model, base_model_sha256=weights_sha, quantization=quantization, device=device,
-        config=config.model_dump(mode="json"), final_metrics=metrics,
-        wall_seconds=round(time.perf_counter() - started, 2), created_at=datetime.now(timezone.utc), code=code_record(),
-    )
-    write_run(manifest, run_dir)
-    return run_dir
+    return trainer
