@@ -12,13 +12,14 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
 from tunesmith.config import StrictModel
 
 CARD_FILE = "card.json"
+M = TypeVar("M", bound=StrictModel)
 
 
 class SourceRecord(StrictModel):
@@ -124,24 +125,33 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def write_card(card: DatasetCard, directory: Path) -> Path:
-    path = Path(directory) / CARD_FILE
-    atomic_write_text(path, card.model_dump_json(indent=2) + "\n")
+def _write_artifact(artifact: StrictModel, path: Path) -> Path:
+    atomic_write_text(path, artifact.model_dump_json(indent=2) + "\n")
     return path
 
 
-def read_card(path: Path) -> DatasetCard:
-    """Read and validate a card; `path` may be the card file or its directory."""
+def _read_artifact(cls: type[M], path: Path, file_name: str, missing: str) -> M:
+    """Read and validate an artifact; `path` may be the file or the folder holding it."""
     path = Path(path)
     if path.is_dir():
-        path = path / CARD_FILE
+        path = path / file_name
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no dataset card here (is the version complete?)") from None
+        raise FileNotFoundError(f"{path}: {missing}") from None
+    try:
+        json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON at line {err.lineno}: {err.msg}") from None
-    return DatasetCard.model_validate(data)
+    return cls.model_validate_json(text)
+
+
+def write_card(card: DatasetCard, directory: Path) -> Path:
+    return _write_artifact(card, Path(directory) / CARD_FILE)
+
+
+def read_card(path: Path) -> DatasetCard:
+    return _read_artifact(DatasetCard, path, CARD_FILE, "no dataset card here (is the version complete?)")
 
 
 def split_problems(card: DatasetCard, directory: Path) -> list[str]:
@@ -178,16 +188,8 @@ class RunManifest(StrictModel):
 
 
 def write_run(manifest: RunManifest, directory: Path) -> Path:
-    path = Path(directory) / RUN_FILE
-    atomic_write_text(path, manifest.model_dump_json(indent=2) + "\n")
-    return path
+    return _write_artifact(manifest, Path(directory) / RUN_FILE)
 
 
 def read_run(path: Path) -> RunManifest:
-    path = Path(path)
-    if path.is_dir():
-        path = path / RUN_FILE
-    try:
-        return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no run manifest here (did the run finish?)") from None
+    return _read_artifact(RunManifest, path, RUN_FILE, "no run manifest here (did the run finish?)")

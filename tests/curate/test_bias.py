@@ -5,19 +5,14 @@ Run: pytest tests/curate/test_bias.py -q
 
 from importlib import resources
 
+from tests.curate.rows import chat_row
 from tunesmith.curate.bias import CATEGORIES, BiasAudit, load_lexicon, scan
-from tunesmith.curate.record import Example, Message
+from tunesmith.curate.record import Example
 from tunesmith.curate.stage import StageContext
 
 
 def make(i: int, user: str, assistant: str = "Okay.") -> Example:
-    return Example(
-        id=f"s:{i}",
-        source="s.jsonl",
-        row=i,
-        line=i + 1,
-        messages=(Message("user", user), Message("assistant", assistant)),
-    )
+    return chat_row(i, user, assistant)
 
 
 ROWS = [

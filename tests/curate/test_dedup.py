@@ -13,22 +13,16 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from tests.curate.rows import chat_row
 from tunesmith.curate import minhash
 from tunesmith.curate.dedup import ExactDedup, NearDedup
-from tunesmith.curate.record import Example, Message
+from tunesmith.curate.record import Example
 from tunesmith.curate.stage import StageContext
 
 VOCAB = [f"{a}{b}{c}" for a in "bcdfghklmnprstvz" for b in "aeiou" for c in "lmnrst"]  # 480 words
 
 
-def make(i: int, user: str, assistant: str = "Sure.") -> Example:
-    return Example(
-        id=f"s:{i}",
-        source="s.jsonl",
-        row=i,
-        line=i + 1,
-        messages=(Message("user", user), Message("assistant", assistant)),
-    )
+make = chat_row
 
 
 def run(stage, examples, tmp_path):

@@ -8,19 +8,12 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from tests.curate.rows import chat_row
 from tunesmith.curate.pii import Pii, find_pii, preview
-from tunesmith.curate.record import Example, Message
+from tunesmith.curate.record import Message
 from tunesmith.curate.stage import StageContext
 
-
-def make(i: int, user: str, assistant: str = "Sure.") -> Example:
-    return Example(
-        id=f"s:{i}",
-        source="s.jsonl",
-        row=i,
-        line=i + 1,
-        messages=(Message("user", user), Message("assistant", assistant)),
-    )
+make = chat_row
 
 
 def run(examples, tmp_path, **config):
