@@ -107,7 +107,21 @@ def resolve_model_dir(name: str, with_weights: bool = True) -> Path | str:
     raise ModelError(f"model {name!r} is not an embedded model ({', '.join(EMBEDDED)}), a folder, or a hub id")
 
 
-def load_tokenizer(name: str, trust_remote_code: bool = False):
+def chat_template_text(name_or_path: str) -> str:
+    """A named template shipped in tunesmith/assets/templates (e.g. `alpaca`) or a Jinja file's text."""
+    from importlib.resources import files
+
+    shipped = files("tunesmith") / "assets" / "templates" / f"{name_or_path}.jinja"
+    if shipped.is_file():
+        return shipped.read_text(encoding="utf-8")
+    path = Path(name_or_path)
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    known = sorted(p.name.removesuffix(".jinja") for p in (files("tunesmith") / "assets" / "templates").iterdir())
+    raise ModelError(f"chat template {name_or_path!r} is neither a shipped one ({', '.join(known)}) nor a file")
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False, chat_template: str | None = None):
     """The tokenizer of `name`, with a chat template (the documented fallback when the model has none)."""
     from transformers import AutoTokenizer
 
@@ -116,7 +130,9 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         tokenizer = AutoTokenizer.from_pretrained(str(location), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load the tokenizer of {name!r}: {err}") from None
-    if not getattr(tokenizer, "chat_template", None):
+    if chat_template:
+        tokenizer.chat_template = chat_template_text(chat_template)
+    elif not getattr(tokenizer, "chat_template", None):
         log.warning("%s has no chat template; using tunesmith's ChatML fallback", name)
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     return tokenizer

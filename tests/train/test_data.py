@@ -73,3 +73,20 @@ def test_trained_tokens_match_curation_token_stats(card_dir, tiny_tokenizer_dir)
     conversations = [[(m["role"], m["content"]) for m in row["messages"]] for row in rows]
     _, trainable = TokenStats(TokenStats.Config(max_seq_len=48))._exact_counts(tokenizer, conversations)
     assert [sum(label != IGNORE_INDEX for label in row["labels"]) for row in encoded] == trainable.tolist()
+
+
+def test_alpaca_template_trains_the_response_and_its_end(tiny_tokenizer_dir):
+    tokenizer = load_tokenizer(str(tiny_tokenizer_dir), chat_template="alpaca")
+    row = {"id": "r:0", "messages": [{"role": "user", "content": "Extract the order please"},
+                                     {"role": "assistant", "content": "lamp"}]}
+    [encoded] = encode_rows(tokenizer, [row], max_seq_len=512)
+    trained = [tokenizer.convert_ids_to_tokens(t) for t, label in zip(encoded["input_ids"], encoded["labels"])
+               if label != IGNORE_INDEX]
+    assert trained == ["lamp", "<|im_end|>"]
+
+
+def test_an_unknown_chat_template_names_the_shipped_ones(tiny_tokenizer_dir):
+    from tunesmith.models import ModelError
+
+    with pytest.raises(ModelError, match=r"'nope' is neither a shipped one \(alpaca\) nor a file"):
+        load_tokenizer(str(tiny_tokenizer_dir), chat_template="nope")

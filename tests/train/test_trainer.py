@@ -175,3 +175,17 @@ def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, card, tiny_model_dir
              if "loss" in json.loads(line)]
     assert steps == [1, 2, 3, 4, 5, 6]  # resumed from checkpoint-4, not the unmarked checkpoint-5
     assert not (resumed / "checkpoints").exists()
+
+
+def test_tutorial_recipe_runs_with_the_alpaca_prompt_format(tmp_path, card, tiny_model_dir):
+    from tunesmith.config import load_config
+
+    recipe = Path(__file__).parents[2] / "configs" / "recipes" / "tutorial-lora.yaml"
+    config = load_config(TrainConfig, recipe, [f"card={card}", f"model={tiny_model_dir}", "max_steps=2",
+                                               f"output_dir={tmp_path / 'runs'}", "run_id=tutorial", "eval_split=null"])
+    assert (config.lora.r, config.lora.alpha, config.lora.target_modules) == (8, 32, ["q_proj", "v_proj"])
+    run = train(config)
+    template = json.loads((run / "adapter" / "tokenizer_config.json").read_text()).get("chat_template") or \
+        (run / "adapter" / "chat_template.jinja").read_text()
+    assert "### Instruction:" in template  # saved with the adapter, so generate uses the same format
+    assert {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in lora_tensors(run)} == {"q_proj", "v_proj"}

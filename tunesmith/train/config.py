@@ -22,6 +22,9 @@ class TrainConfig(StrictModel):
     card: str = Field(description="Path to the dataset card (card.json or its version folder).")
     model: str = Field("smollm2-135m-instruct", description="Embedded model name, local folder or hub id.")
     trust_remote_code: bool = Field(False, description="Allow the model's own Python code (off by default).")
+    chat_template: str | None = Field(
+        None, description="Prompt format: a shipped template name (alpaca) or a Jinja file; default: the model's own."
+    )
     quantization: Literal["auto", "nf4", "int8", "none"] = Field(
         "auto", description="auto: NF4 (double quant, bf16 compute) on CUDA, none (plain LoRA) on CPU."
     )

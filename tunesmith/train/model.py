@@ -54,7 +54,8 @@ def load_model_for_training(config: TrainConfig):
     cuda = torch.cuda.is_available()
     quantization = resolve_quantization(config.quantization, cuda)
     location = resolve_model_dir(config.model, with_weights=True)
-    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code,
+                               chat_template=config.chat_template)
     model = AutoModelForCausalLM.from_pretrained(str(location), trust_remote_code=config.trust_remote_code,
                                                  **_quantization_kwargs(quantization, cuda))
     if quantization != "none":
