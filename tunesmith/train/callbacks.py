@@ -53,7 +53,7 @@ class MetricsFile(TrainerCallback):
         record["peak_memory_mb"] = round(peak_memory_mb(), 1)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        log.info("step %d/%d %s", state.global_step, state.max_steps,
+        log.debug("step %d/%d %s", state.global_step, state.max_steps,  # the progress bar shows these
                  "  ".join(f"{k}={v:.4g}" for k, v in record.items() if k in ("loss", "eval_loss", "lr", "tokens_per_s")))
 
 
@@ -102,3 +102,49 @@ def latest_checkpoint(folder: Path) -> Path | None:
             return candidate
         log.warning("skipping %s: it has no completion marker (the process stopped while saving it)", candidate)
     return None
+
+
+class RichProgress(TrainerCallback):
+    """A progress bar on stderr: step of max_steps, loss, eval loss, tokens/s and the time left."""
+
+    def __init__(self):
+        self.progress = None
+        self.task = None
+        self.fields = {"loss": "–", "eval": "–", "tps": "–"}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  eval {task.fields[eval]}  {task.fields[tps]} tok/s"),
+            TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, **self.fields)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if self.progress is None:
+            return
+        if "loss" in logs:
+            self.fields["loss"] = f"{logs['loss']:.4f}"
+        if "eval_loss" in logs:
+            self.fields["eval"] = f"{logs['eval_loss']:.4f}"
+        seen = getattr(state, "num_input_tokens_seen", 0) or 0
+        elapsed = self.progress.tasks[0].elapsed or 0
+        if seen and elapsed:
+            self.fields["tps"] = f"{seen / elapsed:,.0f}"
+        self.progress.update(self.task, completed=state.global_step, **self.fields)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the bar; also called when training ends with an error."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -20,7 +20,7 @@ from transformers import set_seed
 from tunesmith.artifacts import RunManifest, write_run
 from tunesmith.config import dump_config
 from tunesmith.provenance import code_record
-from tunesmith.train.callbacks import CheckpointMarker, EarlyStopping, MetricsFile, latest_checkpoint
+from tunesmith.train.callbacks import CheckpointMarker, EarlyStopping, MetricsFile, RichProgress, latest_checkpoint
 from tunesmith.train.config import TrainConfig
 from tunesmith.train.data import IGNORE_INDEX, encode_rows, open_card, preflight
 from tunesmith.train.model import load_model_for_training
@@ -89,7 +89,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if resume:
         log.info("resuming %s from %s", run_dir.name, checkpoint or "the start (no complete checkpoint)")
         _forget_metrics_after(run_dir / "metrics.jsonl", int(checkpoint.name.split("-")[-1]) if checkpoint else 0)
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, RichProgress):
+                callback.close()
     metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
     if eval_rows:
         metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
@@ -132,7 +137,7 @@ def _build_trainer(config, model, tokenizer, train_rows, eval_rows, run_dir: Pat
     from datasets import Dataset
     from transformers import PrinterCallback, Trainer
 
-    callbacks = [MetricsFile(run_dir / "metrics.jsonl", append=resume), CheckpointMarker()]
+    callbacks = [MetricsFile(run_dir / "metrics.jsonl", append=resume), CheckpointMarker(), RichProgress()]
     if config.early_stopping_patience and eval_rows:
         callbacks.append(EarlyStopping(config.early_stopping_patience))
     trainer = Trainer(
