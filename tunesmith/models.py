@@ -138,16 +138,21 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, chat_template: st
     return tokenizer
 
 
+def compute_dtype():
+    """bf16 where the GPU supports it, float32 otherwise (CPU): shared by training and inference."""
+    import torch
+
+    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+
+
 def load_base_model(name: str, trust_remote_code: bool = False):
     """The base model in full precision on CPU (bf16 on CUDA) from safetensors, ready for inference."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    cuda = torch.cuda.is_available()
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(resolve_model_dir(name)), dtype=dtype,
+    model = AutoModelForCausalLM.from_pretrained(str(resolve_model_dir(name)), dtype=compute_dtype(),
                                                  trust_remote_code=trust_remote_code)
-    return model.to("cuda" if cuda else "cpu").eval()
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
 def load_tuned_model(run_dir: Path):

@@ -141,7 +141,7 @@ class NearDedup(Stage):
         jaccard = minhash.exact_jaccard(shingles, likely)
         similar = likely[jaccard >= cfg.threshold]
         labels = self._components(similar, len(examples))
-        keep_index, clusters = self._choose(examples, texts, labels, sig)
+        keep_index, clusters = self._choose(examples, texts, labels)
         members = np.flatnonzero(keep_index != np.arange(len(examples)))
         to_keeper = np.stack([keep_index[members], members], axis=1)
         similarity = dict(zip(members.tolist(), minhash.exact_jaccard(shingles, to_keeper).tolist()))
@@ -170,7 +170,7 @@ class NearDedup(Stage):
         graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
         return connected_components(graph, directed=False)[1]
 
-    def _choose(self, examples, texts, labels, sig) -> tuple[np.ndarray, dict[int, list[int]]]:
+    def _choose(self, examples, texts, labels) -> tuple[np.ndarray, dict[int, list[int]]]:
         """Index of the surviving row for every row, and clusters (kept index -> member indices)."""
         order = np.argsort(labels, kind="stable")
         sorted_labels = labels[order]

@@ -101,8 +101,8 @@ class TokenStats(Stage):
         limit, frames = self.config.max_seq_len, {}
         special = special_token_pattern(tokenizer)
         fast = np.zeros(len(conversations), dtype=bool)
-        for i, conversation in enumerate(conversations):
-            roles = tuple(r for r, _ in conversation)
+        row_roles = [tuple(r for r, _ in conversation) for conversation in conversations]
+        for i, (conversation, roles) in enumerate(zip(conversations, row_roles)):
             if roles not in frames:
                 frames[roles] = _frame_counts(tokenizer, conversation)
             fast[i] = frames[roles] is not None and not (special and any(special.search(c) for _, c in conversation))
@@ -112,7 +112,7 @@ class TokenStats(Stage):
         trainable = np.zeros(len(conversations), dtype=np.int64)
         cursor = 0
         for i in rows:
-            roles = tuple(r for r, _ in conversations[i])
+            roles = row_roles[i]
             pieces, piece_counts, eot_counts = frames[roles]
             counts = content_counts[cursor : cursor + len(roles)]
             cursor += len(roles)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from tunesmith.artifacts import sha256_file
-from tunesmith.models import load_tokenizer, resolve_model_dir
+from tunesmith.models import compute_dtype, load_tokenizer, resolve_model_dir
 from tunesmith.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,12 @@ def _quantization_kwargs(quantization: str, cuda: bool) -> dict:
 
     device_map = {"": 0 if cuda else "cpu"}
     if quantization == "nf4":
-        compute = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
         config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                    bnb_4bit_compute_dtype=compute)
+                                    bnb_4bit_compute_dtype=compute_dtype())
         return {"quantization_config": config, "device_map": device_map}
     if quantization == "int8":
         return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True), "device_map": device_map}
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-    return {"dtype": dtype}
+    return {"dtype": compute_dtype()}
 
 
 def weights_sha256(location: Path | str) -> str | None:

@@ -19,6 +19,7 @@ from transformers import set_seed
 
 from tunesmith.artifacts import RunManifest, write_run
 from tunesmith.config import dump_config
+from tunesmith.models import compute_dtype
 from tunesmith.provenance import code_record
 from tunesmith.train.callbacks import CheckpointMarker, EarlyStopping, MetricsFile, RichProgress, latest_checkpoint
 from tunesmith.train.config import TrainConfig
@@ -62,7 +63,7 @@ def _arguments(config: TrainConfig, checkpoints: Path, has_eval: bool, device: s
         save_total_limit=config.keep_checkpoints, report_to=[], train_sampling_strategy="group_by_length", remove_unused_columns=False,
         include_num_input_tokens_seen=True, disable_tqdm=True, use_cpu=device == "cpu",
         logging_nan_inf_filter=False,  # a NaN loss must reach MetricsFile, which stops the run
-        bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
+        bf16=compute_dtype() == torch.bfloat16,
     )
 
 
