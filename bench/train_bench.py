@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
+from tunesmith.artifacts import open_card
+from tunesmith.chat import IGNORE_INDEX, encode_rows
 from tunesmith.train.config import TrainConfig
-from tunesmith.train.data import IGNORE_INDEX, encode_rows, open_card
 from tunesmith.train.model import load_model_for_training
 from tunesmith.train.trainer import PadCollator
 

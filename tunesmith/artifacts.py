@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -164,6 +165,35 @@ def split_problems(card: DatasetCard, directory: Path) -> list[str]:
         elif sha256_file(file) != split.sha256:
             problems.append(f"{file}: split {name!r} changed since the card was written (sha256 mismatch)")
     return problems
+
+
+class CardError(ValueError):
+    """A card that must not be used: its split files changed or its quality gates failed."""
+
+
+@dataclass
+class CardSplits:
+    card: DatasetCard
+    directory: Path
+    rows: dict[str, list[dict]]  # split name -> rows as curation wrote them (id, messages, source, ...)
+
+
+def open_card(path: Path) -> CardSplits:
+    """Read a card and its split files, refusing a card whose files changed or whose gates failed."""
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    card = read_card(path)
+    problems = split_problems(card, directory)
+    if problems:
+        raise CardError("refusing a changed dataset version:\n  " + "\n  ".join(problems))
+    failed = [g.name for g in card.gates if not g.passed]
+    if failed:
+        raise CardError(f"{path}: quality gates failed ({', '.join(failed)}); fix the data or the gates first")
+    rows = {}
+    for name, split in card.splits.items():
+        with open(directory / split.file, encoding="utf-8") as handle:
+            rows[name] = [json.loads(line) for line in handle]
+    return CardSplits(card, directory, rows)
 
 
 RUN_FILE = "run.json"

@@ -1,6 +1,7 @@
 """Render conversations with a tokenizer's chat template and locate the trainable (assistant) characters.
 
-Shared by curation's token statistics and by training's loss masks, so both count the same tokens.
+Shared by curation's token statistics, training's loss masks and evaluation's response perplexity, so all
+three count the same tokens.
 A template is rendered once per role sequence with sentinel contents; each row is then assembled by
 string joins, which is exact for templates that insert contents verbatim (checked on the first row of
 each role sequence; otherwise that sequence falls back to rendering every row).
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
+IGNORE_INDEX = -100  # the label value the loss skips (transformers' convention)
 _SENTINEL = "\ue000{}\ue001"
 
 
@@ -97,3 +101,20 @@ def render_with_spans(
         texts.append(text)
         spans.append(row_spans)
     return texts, spans
+
+
+def encode_rows(tokenizer, rows: list[dict], max_seq_len: int) -> list[dict]:
+    """input_ids and labels per row, truncated at max_seq_len; labels are IGNORE_INDEX outside assistant turns."""
+    conversations = [[(m["role"], m["content"]) for m in row["messages"]] for row in rows]
+    texts, spans = render_with_spans(tokenizer, conversations)
+    encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    encoded = []
+    for row, encoding, row_spans in zip(rows, encodings, spans):
+        ids = np.asarray(encoding.ids[:max_seq_len], dtype=np.int64)
+        starts = np.asarray([start for start, _ in encoding.offsets[:max_seq_len]], dtype=np.int64)
+        trained = np.zeros(len(ids), dtype=bool)
+        for lo, hi in row_spans:
+            trained |= (starts >= lo) & (starts < hi)
+        labels = np.where(trained, ids, IGNORE_INDEX)
+        encoded.append({"id": row["id"], "input_ids": ids.tolist(), "labels": labels.tolist()})
+    return encoded

@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tunesmith.artifacts import CardError
     from tunesmith.console import setup_logging
     from tunesmith.curate.sources import SourceError
     from tunesmith.curate.stage import DataError
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(-1 if args.quiet else args.verbose)
     try:
         return args.func(args)
-    except (ConfigError, SourceError, DataError, ModelError, TrainDataError, NonFiniteLoss, FileNotFoundError,
+    except (ConfigError, CardError, SourceError, DataError, ModelError, TrainDataError, NonFiniteLoss, FileNotFoundError,
             FileExistsError) as err:
         log.error("%s", err)
         return EXIT_DATA

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tunesmith.artifacts import CardError, open_card
+from tunesmith.chat import IGNORE_INDEX, encode_rows
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.pipeline import run_curate
 from tunesmith.models import load_tokenizer
-from tunesmith.train.data import IGNORE_INDEX, TrainDataError, encode_rows, open_card, preflight
+from tunesmith.train.data import TrainDataError, preflight
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
 
@@ -32,7 +34,7 @@ def test_open_card_reads_every_split(card_dir):
 def test_a_changed_split_file_is_refused_by_name(card_dir):
     with open(card_dir / "train.jsonl", "a") as handle:
         handle.write(json.dumps({"id": "x", "messages": []}) + "\n")
-    with pytest.raises(TrainDataError, match=r"train\.jsonl: split 'train' changed"):
+    with pytest.raises(CardError, match=r"train\.jsonl: split 'train' changed"):
         open_card(card_dir)
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from tunesmith.artifacts import RunManifest, write_run
+from tunesmith.artifacts import RunManifest, open_card, write_run
+from tunesmith.chat import IGNORE_INDEX, encode_rows
 from tunesmith.config import dump_config
 from tunesmith.models import compute_dtype
 from tunesmith.provenance import code_record
 from tunesmith.train.callbacks import CheckpointMarker, EarlyStopping, MetricsFile, RichProgress, latest_checkpoint
 from tunesmith.train.config import TrainConfig
-from tunesmith.train.data import IGNORE_INDEX, encode_rows, open_card, preflight
+from tunesmith.train.data import preflight
 from tunesmith.train.model import load_model_for_training
 
 log = logging.getLogger(__name__)
