@@ -10,36 +10,11 @@ import pytest
 import torch
 
 from tunesmith.artifacts import read_run
-from tunesmith.curate.config import CurateConfig
-from tunesmith.curate.pipeline import run_curate
 from tunesmith.train.callbacks import NonFiniteLoss
 from tunesmith.train.config import TrainConfig
 from tunesmith.train.trainer import train
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
-
-
-@pytest.fixture
-def card(tmp_path, tiny_tokenizer_dir) -> Path:
-    config = CurateConfig(name="tiny", output_dir=str(tmp_path / "data"), tokenizer=str(tiny_tokenizer_dir),
-                          sources=[{"path": str(FIXTURE)}], gates={"min_rows": 5},
-                          stages=[{"stage": "validate", "max_chars": 5000}, {"stage": "exact_dedup"},
-                                  {"stage": "token_stats", "max_seq_len": 256},
-                                  {"stage": "split", "ratios": {"train": 0.8, "validation": 0.2}}])
-    return run_curate(config).directory / "card.json"
-
-
-def config_for(card, model_dir, tmp_path, **extra) -> TrainConfig:
-    settings = {"card": str(card), "model": str(model_dir), "output_dir": str(tmp_path / "runs"), "run_id": "r1",
-                "max_steps": 4, "batch_size": 4, "learning_rate": 5e-3, "warmup_ratio": 0.0, "max_seq_len": 256,
-                "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}
-    return TrainConfig(**{**settings, **extra})
-
-
-def lora_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return {k: v for k, v in load_file(path / "adapter" / "adapter_model.safetensors").items() if "lora_" in k}
+from .runs import config_for, lora_tensors
 
 
 def test_lora_run_writes_the_run_folder_and_changes_every_lora_weight(tmp_path, card, tiny_model_dir):
@@ -143,38 +118,6 @@ def test_merge_and_generate_after_a_run(tmp_path, card, tiny_model_dir, capsys):
     assert main(["generate", str(run), "Extract the order", "--max-new-tokens", "5"]) == 0
     printed = capsys.readouterr().out
     assert printed == answer(run, "Extract the order", max_new_tokens=5) + "\n"  # greedy: the same answer
-
-
-def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, card, tiny_model_dir, monkeypatch):
-    from transformers import Trainer
-
-    settings = {"quantization": "none", "max_steps": 6, "save_steps": 2, "eval_split": None}
-    straight = train(config_for(card, tiny_model_dir, tmp_path, run_id="straight", **settings))
-
-    real_step = Trainer.training_step
-
-    def killed_at_step_5(self, *args, **kwargs):
-        if self.state.global_step == 5:
-            raise KeyboardInterrupt("killed")
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "training_step", killed_at_step_5)
-    config = config_for(card, tiny_model_dir, tmp_path, run_id="resumed", **settings)
-    with pytest.raises(KeyboardInterrupt):
-        train(config)
-    monkeypatch.setattr(Trainer, "training_step", real_step)
-    run_dir = tmp_path / "runs" / "resumed"
-    assert not (run_dir / "run.json").exists()
-    (run_dir / "checkpoints" / "checkpoint-5").mkdir()  # half-written: no completion marker
-    with pytest.raises(FileExistsError, match="--resume"):
-        train(config)
-    resumed = train(config, resume=True)
-    a, b = lora_tensors(straight), lora_tensors(resumed)
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()
-             if "loss" in json.loads(line)]
-    assert steps == [1, 2, 3, 4, 5, 6]  # resumed from checkpoint-4, not the unmarked checkpoint-5
-    assert not (resumed / "checkpoints").exists()
 
 
 def test_tutorial_recipe_runs_with_the_alpaca_prompt_format(tmp_path, card, tiny_model_dir):

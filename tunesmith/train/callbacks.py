@@ -1,4 +1,5 @@
-"""Trainer callbacks: metrics.jsonl line by line, a stop on non-finite loss, early stopping, progress lines."""
+"""Trainer callbacks: metrics.jsonl line by line, a stop on non-finite loss, early stopping keeping the best
+adapter, and a progress bar."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +59,40 @@ class MetricsFile(TrainerCallback):
                  "  ".join(f"{k}={v:.4g}" for k, v in record.items() if k in ("loss", "eval_loss", "lr", "tokens_per_s")))
 
 
-class EarlyStopping(TrainerCallback):
-    """Stop when eval loss has not improved for `patience` evaluations (no checkpoint needed)."""
+BEST_ADAPTER = "best_adapter.safetensors"
 
-    def __init__(self, patience: int):
-        self.patience, self.best, self.bad = patience, math.inf, 0
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+class EarlyStopping(TrainerCallback, ExportableState):
+    """Stop when eval loss has not improved for `patience` evaluations, keeping the best adapter weights.
+
+    The best trainable tensors are held in memory and written into every checkpoint (`BEST_ADAPTER`),
+    so a resumed run restores the same best; `restore_best` puts them back into the model at the end.
+    """
+
+    def __init__(self, patience: int, best: float | None = None, bad: int = 0, best_step: int | None = None):
+        self.patience, self.best, self.bad, self.best_step = patience, best, bad, best_step
+        self.best_tensors: dict[str, torch.Tensor] | None = None
+
+    def state(self) -> dict:
+        return {"args": {"patience": self.patience},
+                "attributes": {"best": self.best, "bad": self.bad, "best_step": self.best_step}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / BEST_ADAPTER
+        if self.best_step is not None and self.best_tensors is None and saved.is_file():
+            from safetensors.torch import load_file
+
+            self.best_tensors = load_file(saved)
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         loss = (metrics or {}).get("eval_loss")
         if loss is None:
             return
-        if loss < self.best:
-            self.best, self.bad = loss, 0
+        if self.best is None or loss < self.best:
+            self.best, self.bad, self.best_step = loss, 0, state.global_step
+            if model is not None:
+                self.best_tensors = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()
+                                     if p.requires_grad}
         else:
             self.bad += 1
             if self.bad >= self.patience:
@@ -76,32 +100,23 @@ class EarlyStopping(TrainerCallback):
                          state.global_step, self.bad)
                 control.should_training_stop = True
 
+    def save_into_checkpoint(self, folder: Path) -> None:
+        """Called by AtomicCheckpointTrainer on the staged checkpoint, so a resume finds the same best."""
+        if self.best_tensors:
+            from safetensors.torch import save_file
 
-COMPLETE = "COMPLETE"
+            save_file(self.best_tensors, str(Path(folder) / BEST_ADAPTER))
 
-
-class CheckpointMarker(TrainerCallback):
-    """Mark a checkpoint folder complete once Trainer has written all of it; resume only trusts marked ones."""
-
-    def on_save(self, args, state, control, **kwargs):
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
-            tmp = folder / f".{COMPLETE}.tmp"
-            tmp.write_text(str(state.global_step))
-            tmp.replace(folder / COMPLETE)  # the rename is the commit point
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint with a completion marker; unmarked (half-written) ones are skipped."""
-    if not Path(folder).is_dir():
-        return None
-    found = sorted((p for p in Path(folder).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]))
-    for candidate in reversed(found):
-        if (candidate / COMPLETE).exists():
-            return candidate
-        log.warning("skipping %s: it has no completion marker (the process stopped while saving it)", candidate)
-    return None
+    def restore_best(self, model, final_step: int) -> bool:
+        """Put the best weights back into the model if a later step was worse; True when it did."""
+        if not self.best_tensors or self.best_step == final_step:
+            return False
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in self.best_tensors.items():
+                parameters[name].copy_(tensor.to(parameters[name].device))
+        log.info("restored the adapter from step %d, the lowest eval loss (%.4f)", self.best_step, self.best)
+        return True
 
 
 class RichProgress(TrainerCallback):

@@ -35,6 +35,10 @@ class TrainConfig(StrictModel):
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (ignored when max_steps is set).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
     batch_size: int = Field(8, ge=1, description="Rows per device batch.")
+    batching: Literal["padded", "padding_free"] = Field(
+        "padded", description="padded: length-grouped rows padded to the longest in the batch; padding_free: "
+        "the batch's rows laid end to end in one sequence, isolated by position ids (no pad tokens)."
+    )
     grad_accumulation: int = Field(1, ge=1, description="Batches per optimizer step.")
     learning_rate: float = Field(2e-4, gt=0)
     schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
@@ -44,6 +48,9 @@ class TrainConfig(StrictModel):
     eval_steps: int | None = Field(None, ge=1, description="Validation loss every N steps (default: once per epoch).")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop when validation loss has not improved for this many evaluations."
+    )
+    restore_best: bool = Field(
+        True, description="With early stopping, save the adapter from the evaluation with the lowest loss."
     )
     logging_steps: int = Field(1, ge=1, description="Write metrics.jsonl every N steps.")
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps, so --resume can continue.")

@@ -56,6 +56,7 @@ def load_model_for_training(config: TrainConfig):
                                chat_template=config.chat_template)
     model = AutoModelForCausalLM.from_pretrained(str(location), trust_remote_code=config.trust_remote_code,
                                                  **_quantization_kwargs(quantization, cuda))
+    model.config.use_cache = False  # no KV cache in training; padding-free batches need it off to isolate rows
     if quantization != "none":
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}

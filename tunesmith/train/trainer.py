@@ -1,7 +1,8 @@
 """Train a LoRA adapter on a dataset card and write the run folder; run.json is written last.
 
-The trainer is transformers' Trainer built by composition: our token ids and assistant-only labels (from
-`train/data.py`), a padding collator, length-grouped batches, and the callbacks in `train/callbacks.py`.
+The trainer is transformers' Trainer with atomic checkpoints (`train/checkpoints.py`), fed our token ids and
+assistant-only labels (`chat.encode_rows`), length-grouped padded or padding-free batches (`train/batching.py`),
+and the callbacks in `train/callbacks.py`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,35 +18,18 @@ import torch
 from transformers import set_seed
 
 from tunesmith.artifacts import RunManifest, open_card, write_run
-from tunesmith.chat import IGNORE_INDEX, encode_rows
+from tunesmith.chat import encode_rows
 from tunesmith.config import dump_config
 from tunesmith.models import compute_dtype
 from tunesmith.provenance import code_record
-from tunesmith.train.callbacks import CheckpointMarker, EarlyStopping, MetricsFile, RichProgress, latest_checkpoint
+from tunesmith.train.batching import collator_for
+from tunesmith.train.callbacks import EarlyStopping, MetricsFile, RichProgress
+from tunesmith.train.checkpoints import AtomicCheckpointTrainer, latest_checkpoint
 from tunesmith.train.config import TrainConfig
 from tunesmith.train.data import preflight
 from tunesmith.train.model import load_model_for_training
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PadCollator:
-    """Right-pad a batch: pad id in input_ids, IGNORE_INDEX in labels, zeros in the attention mask."""
-
-    pad_id: int
-
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
-        for i, feature in enumerate(features):
-            n = len(feature["input_ids"])
-            ids[i, :n] = torch.tensor(feature["input_ids"])
-            labels[i, :n] = torch.tensor(feature["labels"])
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 def _arguments(config: TrainConfig, checkpoints: Path, has_eval: bool, device: str):
@@ -61,7 +44,8 @@ def _arguments(config: TrainConfig, checkpoints: Path, has_eval: bool, device: s
         max_steps=config.max_steps or -1, logging_steps=config.logging_steps, seed=config.seed,
         data_seed=config.seed, eval_strategy=evaluate_every if has_eval else "no", eval_steps=config.eval_steps,
         save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps,
-        save_total_limit=config.keep_checkpoints, report_to=[], train_sampling_strategy="group_by_length", remove_unused_columns=False,
+        save_total_limit=None, report_to=[], train_sampling_strategy="group_by_length", remove_unused_columns=False,
+        restore_callback_states_from_checkpoint=True,  # early stopping's counters and best loss survive --resume
         include_num_input_tokens_seen=True, disable_tqdm=True, use_cpu=device == "cpu",
         logging_nan_inf_filter=False,  # a NaN loss must reach MetricsFile, which stops the run
         bf16=compute_dtype() == torch.bfloat16,
@@ -98,6 +82,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             if isinstance(callback, RichProgress):
                 callback.close()
     metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    metrics.update(_restore_best(trainer, config))
     if eval_rows:
         metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
     model.save_pretrained(run_dir / "adapter", safe_serialization=True)
@@ -111,6 +96,16 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     )
     write_run(manifest, run_dir)
     return run_dir
+
+
+def _restore_best(trainer, config: TrainConfig) -> dict[str, float]:
+    """With early stopping and restore_best, the saved adapter is the one with the lowest eval loss."""
+    stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), None)
+    if stopper is None or stopper.best_step is None:
+        return {}
+    if config.restore_best:
+        stopper.restore_best(trainer.model, trainer.state.global_step)
+    return {"best_step": float(stopper.best_step), "best_eval_loss": float(stopper.best)}
 
 
 def _forget_metrics_after(path: Path, step: int) -> None:
@@ -137,16 +132,16 @@ def _run_folder(config: TrainConfig, fingerprint: str, resume: bool) -> Path:
 
 def _build_trainer(config, model, tokenizer, train_rows, eval_rows, run_dir: Path, device: str, resume: bool):
     from datasets import Dataset
-    from transformers import PrinterCallback, Trainer
+    from transformers import PrinterCallback
 
-    callbacks = [MetricsFile(run_dir / "metrics.jsonl", append=resume), CheckpointMarker(), RichProgress()]
+    callbacks = [MetricsFile(run_dir / "metrics.jsonl", append=resume), RichProgress()]
     if config.early_stopping_patience and eval_rows:
         callbacks.append(EarlyStopping(config.early_stopping_patience))
-    trainer = Trainer(
+    trainer = AtomicCheckpointTrainer(
         model=model, args=_arguments(config, run_dir / "checkpoints", bool(eval_rows), device),
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-        data_collator=PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
-        callbacks=callbacks,
+        data_collator=collator_for(config.batching, tokenizer.pad_token_id), callbacks=callbacks,
     )
+    trainer.keep_checkpoints = config.keep_checkpoints
     trainer.remove_callback(PrinterCallback)  # MetricsFile logs each step; nothing goes to stdout
     return trainer

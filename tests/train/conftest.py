@@ -1,0 +1,20 @@
+"""The `card` fixture: the tiny SFT fixture curated into a dataset card with train and validation splits."""
+
+from pathlib import Path
+
+import pytest
+
+from tunesmith.curate.config import CurateConfig
+from tunesmith.curate.pipeline import run_curate
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
+
+
+@pytest.fixture
+def card(tmp_path, tiny_tokenizer_dir) -> Path:
+    config = CurateConfig(name="tiny", output_dir=str(tmp_path / "data"), tokenizer=str(tiny_tokenizer_dir),
+                          sources=[{"path": str(FIXTURE)}], gates={"min_rows": 5},
+                          stages=[{"stage": "validate", "max_chars": 5000}, {"stage": "exact_dedup"},
+                                  {"stage": "token_stats", "max_seq_len": 256},
+                                  {"stage": "split", "ratios": {"train": 0.8, "validation": 0.2}}])
+    return run_curate(config).directory / "card.json"
