@@ -223,3 +223,68 @@ def write_run(manifest: RunManifest, directory: Path) -> Path:
 
 def read_run(path: Path) -> RunManifest:
     return _read_artifact(RunManifest, path, RUN_FILE, "no run manifest here (did the run finish?)")
+
+
+EVAL_FILE = "eval.json"
+
+
+class MetricComparison(StrictModel):
+    """One metric for the base and the tuned model on the same examples, with a paired bootstrap interval."""
+
+    name: str
+    group: Literal["generation", "perplexity"] = Field(description="Scored on generated answers or on likelihoods.")
+    higher_is_better: bool
+    version: str = Field(description="How it was computed (e.g. sacrebleu's signature), so numbers can be compared.")
+    base: float
+    tuned: float
+    delta: float = Field(description="tuned - base.")
+    ci_low: float
+    ci_high: float
+    confidence: float
+    excludes_zero: bool = Field(description="The whole interval of the delta lies on one side of zero.")
+    wins: int | None = Field(None, description="Examples the tuned model scores better on (generation metrics).")
+    ties: int | None = None
+    losses: int | None = None
+    n: int = Field(description="Examples (or paragraphs) scored.")
+
+    @property
+    def improved(self) -> bool:
+        """The interval excludes zero on the side where the metric gets better."""
+        return self.excludes_zero and (self.delta > 0) == self.higher_is_better
+
+
+class EvalManifest(StrictModel):
+    """`runs/<run_id>/eval/eval.json`: base vs tuned on a card's held-out split. Written last."""
+
+    schema_version: Literal[1] = 1
+    eval_id: str = Field(description="Fingerprint of the run, the card and the eval config: equal ids, equal eval.")
+    run_id: str
+    run_path: str
+    card_fingerprint: str
+    card_path: str
+    split: str
+    n_examples: int
+    base_model: str
+    device: str
+    generation: dict[str, Any] = Field(description="Generation settings used for both models.")
+    bootstrap: dict[str, Any] = Field(description="Resamples, confidence and seed of the paired bootstrap.")
+    metrics: list[MetricComparison]
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds and tokens/s per phase.")
+    config: dict[str, Any]
+    wall_seconds: float
+    created_at: datetime
+    code: CodeRecord
+
+    def metric(self, name: str) -> MetricComparison:
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise KeyError(f"{name!r} was not evaluated; known: {', '.join(m.name for m in self.metrics)}")
+
+
+def read_eval(path: Path) -> EvalManifest:
+    return _read_artifact(EvalManifest, path, EVAL_FILE, "no eval.json here (run `tunesmith eval` first)")
+
+
+def write_eval(manifest: EvalManifest, directory: Path) -> Path:
+    return _write_artifact(manifest, Path(directory) / EVAL_FILE)

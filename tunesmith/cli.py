@@ -117,6 +117,52 @@ def _card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from tunesmith.config import load_config
+    from tunesmith.console import console
+    from tunesmith.evaluate.config import EvalConfig
+
+    config = load_config(EvalConfig, Path(args.config), ([f"run={args.run}"] if args.run else []) + args.overrides)
+    if args.dry_run:
+        console.print_json(json.dumps(config.model_dump(mode="json")))
+        return 0
+    from tunesmith.artifacts import read_eval
+    from tunesmith.console import eval_table
+    from tunesmith.evaluate.runner import run_eval
+
+    folder = run_eval(config, reuse=not args.force)
+    console.print(eval_table(read_eval(folder)))
+    print(folder / "eval.json")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tunesmith.reports.run_report import render_compare_report, render_run_report
+
+    if args.runs[0] == "compare":
+        if len(args.runs) < 2:
+            raise ConfigError("`tunesmith report compare` takes one or more runs: RUN [RUN ...]")
+        out = Path(args.out) if args.out else Path("reports") / "compare.html"
+        print(render_compare_report([Path(r) for r in args.runs[1:]], out))
+        return 0
+    if len(args.runs) != 1:
+        raise ConfigError("`tunesmith report` takes one run folder (or `compare RUN RUN ...`)")
+    print(render_run_report(Path(args.runs[0]), Path(args.out) if args.out else None))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tunesmith.console import console
+    from tunesmith.pipeline import load_run_config, run_pipeline
+
+    config = load_run_config(Path(args.config), args.overrides)
+    if args.dry_run:
+        console.print_json(json.dumps(config.model_dump(mode="json")))
+        return 0
+    print(run_pipeline(config, say=lambda line: console.print(f"[bold]{line}[/bold]")))
+    return 0
+
+
 def _ls(args: argparse.Namespace) -> int:
     import tunesmith.curate  # noqa: F401  (registers the stages)
     from tunesmith.curate.config import DEFAULT_STAGES
@@ -125,6 +171,19 @@ def _ls(args: argparse.Namespace) -> int:
     for name in sorted(STAGES, key=lambda n: DEFAULT_STAGES.index(n) if n in DEFAULT_STAGES else len(DEFAULT_STAGES)):
         cls = STAGES[name]
         print(f"{name:15s} v{cls.version}  {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tunesmith.evaluate.score_files import score_files, score_table
+
+    values = score_files(Path(args.predictions), [Path(p) for p in args.references], args.metrics)
+    if args.json:
+        print(json.dumps({name: value.model_dump(mode="json") for name, value in values.items()}, indent=2))
+    else:
+        Console(soft_wrap=False).print(score_table(values, title=f"scores of {args.predictions}"))
     return 0
 
 
@@ -164,6 +223,28 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("action", choices=["show", "diff", "validate"])
     card.add_argument("cards", nargs="+", help="card.json files or version folders")
     card.set_defaults(func=_card)
+    score = sub.add_parser("score", help="Score a predictions file against reference files (BLEU, chrF, ROUGE, ...).")
+    score.add_argument("--predictions", required=True, help="One answer per line (.txt) or per JSON line (.jsonl).")
+    score.add_argument("--references", required=True, action="append", help="Line-aligned references; repeatable.")
+    score.add_argument("--metrics", help="Comma-separated names or groups (default: all): bleu,chrf,rouge,exact_match")
+    score.add_argument("--json", action="store_true", help="Print a JSON object of metric values instead of a table.")
+    score.set_defaults(func=_score)
+    evaluate = sub.add_parser("eval", help="Score the base and the tuned model of a run on its card's test split.")
+    evaluate.add_argument("config", help="YAML config (see configs/eval/); `run:` names runs/<id>/run.json.")
+    evaluate.add_argument("overrides", nargs="*", help="key=value overrides, e.g. run=runs/<id> max_examples=50")
+    evaluate.add_argument("--run", help="The run to evaluate (same as the override run=...).")
+    evaluate.add_argument("--force", action="store_true", help="Recompute even if an identical eval exists.")
+    evaluate.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
+    evaluate.set_defaults(func=_eval)
+    report = sub.add_parser("report", help="Render a run's HTML report, or `report compare RUN RUN ...`.")
+    report.add_argument("runs", nargs="+", help="A run folder, or `compare` followed by run folders.")
+    report.add_argument("--out", help="Output HTML file (default: <run>/report.html, or reports/compare.html).")
+    report.set_defaults(func=_report)
+    run = sub.add_parser("run", help="curate -> train -> eval -> report in one command; prints the report path.")
+    run.add_argument("config", help="Pipeline YAML (see configs/pipeline/).")
+    run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=20 eval.max_examples=40")
+    run.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
+    run.set_defaults(func=_run)
     ls = sub.add_parser("ls", help="List registered stages.")
     ls.add_argument("what", choices=["stages"])
     ls.set_defaults(func=_ls)

@@ -37,3 +37,16 @@ def gate_table(gates) -> Table:
     for g in gates:
         table.add_row(g.name, f"{g.limit:g}", f"{g.value:g}", "[green]pass[/]" if g.passed else "[red]FAIL[/]")
     return table
+
+
+def eval_table(result) -> Table:
+    """Base vs tuned per metric with the paired bootstrap interval of the delta."""
+    table = Table(title=f"eval {result.eval_id}: run {result.run_id}, split {result.split} (n={result.n_examples})")
+    for column in ("metric", "base", "tuned", "delta", "interval", "verdict"):
+        table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
+    for m in result.metrics:
+        verdict = ("better" if m.improved else "worse") if m.excludes_zero else "no significant change"
+        colour = {"better": "green", "worse": "red"}.get(verdict, "dim")
+        table.add_row(m.name, f"{m.base:.2f}", f"{m.tuned:.2f}", f"{m.delta:+.2f}",
+                      f"[{m.ci_low:+.2f}, {m.ci_high:+.2f}]", f"[{colour}]{verdict}[/{colour}]")
+    return table

@@ -7,6 +7,7 @@ A chart is a plain dict: {"width", "height", "rects", "lines", "texts"}; coordin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -150,3 +151,116 @@ def funnel(steps: Sequence[tuple[str, int, int]], width: int = 640) -> Chart | N
         note = f"{fmt_number(rows_out)} kept" + (f" · −{fmt_number(dropped)}" if dropped else "")
         _text(chart, label_w + plot_w + 8, y + bar_h / 2 + 4, note, cls="value")
     return chart
+
+
+PALETTE = 6  # line series cycle through CSS classes l0..l5
+
+
+def _nice_axis(lo: float, hi: float, count: int = 5) -> tuple[float, float, list[float]]:
+    """Round the range out to a 1/2/2.5/5 x 10^k step so tick labels read cleanly."""
+    if hi <= lo:
+        pad = abs(lo) * 0.05 or 1.0
+        lo, hi = lo - pad, hi + pad
+    raw = (hi - lo) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw <= m * magnitude)
+    start, stop = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    ticks = [start + i * step for i in range(round((stop - start) / step) + 1)]
+    return start, stop, [round(t, 12) for t in ticks]
+
+
+def line_chart(
+    series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    x_label: str = "step",
+    y_label: str = "loss",
+    markers: Sequence[tuple[str, float, float]] = (),
+    width: int = 640,
+    height: int = 260,
+) -> Chart | None:
+    """Lines over a shared x axis (e.g. train and eval loss by step), with a legend and optional labelled markers.
+
+    Series with few points also get a dot per point (with a tooltip). Non-finite values are skipped.
+    Returns None when no series has a point.
+    """
+    clean = [
+        (str(name), [(float(x), float(y)) for x, y in points if _finite(x) and _finite(y)]) for name, points in series
+    ]
+    clean = [(name, points) for name, points in clean if points]
+    if not clean:
+        return None
+    marks = [(str(label), float(x), float(y)) for label, x, y in markers if _finite(x) and _finite(y)]
+    xs = [x for _, points in clean for x, _ in points] + [x for _, x, _ in marks]
+    ys = [y for _, points in clean for _, y in points] + [y for _, _, y in marks]
+    legend = _legend_slots([name for name, _ in clean], 104.0, width - 20.0)
+    left, right, top, bottom = 64.0, 20.0, 30.0 + 16 * max(row for _, row in legend), 40.0
+    x_lo, x_hi, x_ticks = _nice_axis(min(xs), max(xs), 6)
+    y_lo, y_hi, y_ticks = _nice_axis(min(ys), max(ys), 4)
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + (x - x_lo) / (x_hi - x_lo) * plot_w, top + plot_h - (y - y_lo) / (y_hi - y_lo) * plot_h
+
+    chart = _chart(width, height) | {"paths": [], "dots": []}
+    for tick in y_ticks:
+        _line(chart, left, at(x_lo, tick)[1], left + plot_w, at(x_lo, tick)[1], "grid")
+        _text(chart, left - 6, at(x_lo, tick)[1] + 4, fmt_number(tick), "end", "tick")
+    for tick in x_ticks:
+        _text(chart, at(tick, y_lo)[0], top + plot_h + 16, fmt_number(tick), "middle", "tick")
+    _line(chart, left, top + plot_h, left + plot_w, top + plot_h, "axis")
+    _text(chart, left + plot_w / 2, height - 4, x_label, "middle", "axis-label")
+    _text(chart, 4, 16, y_label, cls="axis-label")
+    for j, (name, points) in enumerate(clean):
+        cls = f"l{j % PALETTE}"
+        legend_x, legend_y = legend[j][0], 12 + 16 * legend[j][1]
+        _line(chart, legend_x, legend_y, legend_x + 18, legend_y, cls)
+        _text(chart, legend_x + 24, legend_y + 4, _short(name), cls="legend")
+        xy = [at(x, y) for x, y in points]
+        chart["paths"].append({"points": " ".join(f"{px:.1f},{py:.1f}" for px, py in xy), "cls": cls, "title": name})
+        if len(points) <= 60:
+            for (x, y), (px, py) in zip(points, xy):
+                title = f"{name} · {x_label} {fmt_number(x)}: {fmt_number(y)}"
+                chart["dots"].append({"cx": round(px, 1), "cy": round(py, 1), "r": 3, "cls": cls, "title": title})
+    for label, x, y in marks:
+        px, py = at(x, y)
+        chart["dots"].append(
+            {
+                "cx": round(px, 1),
+                "cy": round(py, 1),
+                "r": 6,
+                "cls": "marker",
+                "title": f"{label} · {x_label} {fmt_number(x)}: {fmt_number(y)}",
+            }
+        )
+        _text(chart, px - 9, py - 9, label, "end", "marker")
+    return chart
+
+
+def _legend_slots(names: Sequence[str], start: float, stop: float) -> list[tuple[float, int]]:
+    """(x, line) of each legend entry: entries sit side by side, sized by their label, wrapping at `stop`."""
+    slots, x, row = [], start, 0
+    for name in names:
+        entry = 24 + len(_short(name)) * 6.5 + 18  # swatch, label at ~6.5 units a character, gap
+        if x > start and x + entry > stop:
+            x, row = start, row + 1
+        slots.append((x, row))
+        x += entry
+    return slots
+
+
+def interval_glyph(low: float, high: float, mid: float, cls: str, width: int = 120, height: int = 18) -> Chart:
+    """A tiny forest-plot cell: the interval as a bar, the point estimate as a tick, zero as a dashed line."""
+    reach = max(abs(low), abs(high), abs(mid)) * 1.1 or 1.0
+    centre, half = width / 2, width / 2 - 4
+
+    def x_of(value: float) -> float:
+        return centre + value / reach * half
+
+    chart = _chart(width, height)
+    _line(chart, centre, 1, centre, height - 1, "zero")
+    _rect(chart, x_of(min(low, high)), height / 2 - 3, abs(x_of(high) - x_of(low)), 6, cls, f"[{low:.3g}, {high:.3g}]")
+    _line(chart, x_of(mid), 2, x_of(mid), height - 2, f"mid {cls}")
+    return chart
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -84,7 +84,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
     metrics.update(_restore_best(trainer, config))
     if eval_rows:
-        metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+        metrics.update(_final_eval(trainer, restored="best_step" in metrics and config.restore_best))
     model.save_pretrained(run_dir / "adapter", safe_serialization=True)
     tokenizer.save_pretrained(run_dir / "adapter")
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # they exist only while a run is unfinished
@@ -96,6 +96,17 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     )
     write_run(manifest, run_dir)
     return run_dir
+
+
+def _final_eval(trainer, restored: bool) -> dict[str, float]:
+    """Eval loss of the adapter being saved; reuses the evaluation at the last step unless weights were restored."""
+    step = trainer.state.global_step
+    logged = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == step]
+    best_is_last = trainer.state.global_step == next(
+        (c.best_step for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), step)
+    if logged and (not restored or best_is_last):
+        return {k: float(v) for k, v in logged[-1].items() if k.startswith("eval_") and isinstance(v, (int, float))}
+    return {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
 
 
 def _restore_best(trainer, config: TrainConfig) -> dict[str, float]:

@@ -1,0 +1,93 @@
+"""`tunesmith eval` on the tiny model: base and tuned scored on the same test rows, eval folder contents.
+
+Run: .venv/bin/python -m pytest tests/evaluate/test_runner.py -q
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunesmith.artifacts import read_eval
+from tunesmith.curate.config import CurateConfig
+from tunesmith.curate.pipeline import run_curate
+from tunesmith.evaluate.config import EvalConfig
+from tunesmith.evaluate.runner import prompt_and_references, run_eval
+from tunesmith.train.config import TrainConfig
+from tunesmith.train.trainer import train
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_model_dir) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    card = run_curate(CurateConfig(
+        name="tiny", output_dir=str(root / "data"), tokenizer=str(tiny_tokenizer_dir), sources=[{"path": str(FIXTURE)}],
+        gates={"min_rows": 5}, stages=[{"stage": "validate"}, {"stage": "exact_dedup"},
+                                       {"stage": "split", "ratios": {"train": 0.6, "validation": 0.1, "test": 0.3}}],
+    )).directory / "card.json"
+    return train(TrainConfig(card=str(card), model=str(tiny_model_dir), output_dir=str(root / "runs"), run_id="r",
+                             max_steps=3, batch_size=4, learning_rate=5e-3, max_seq_len=256, eval_split=None,
+                             lora={"r": 4, "alpha": 8, "dropout": 0.0}))
+
+
+def small_eval(run_dir: Path, **extra) -> EvalConfig:
+    return EvalConfig(run=str(run_dir / "run.json"), generation={"max_new_tokens": 6, "batch_size": 4},
+                      bootstrap={"resamples": 200}, **extra)
+
+
+def test_eval_scores_both_models_on_the_same_rows_and_writes_the_folder(run_dir):
+    folder = run_eval(small_eval(run_dir))
+    assert folder == run_dir / "eval"
+    assert {p.name for p in folder.iterdir()} == {"eval.json", "samples.jsonl", "config.resolved.yaml"}
+    result = read_eval(folder)
+    run = json.loads((run_dir / "run.json").read_text())
+    assert (result.run_id, result.card_fingerprint, result.split) == ("r", run["card_fingerprint"], "test")
+    names = [m.name for m in result.metrics]
+    assert names == ["bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "response_perplexity",
+                     "sequence_perplexity", "general_text_perplexity"]
+    for metric in result.metrics:
+        assert metric.ci_low <= metric.delta <= metric.ci_high or metric.ci_low == metric.ci_high
+        assert metric.n == (result.n_examples if metric.name != "general_text_perplexity" else metric.n)
+    assert result.metric("bleu").version.startswith("nrefs:1|")
+    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == result.n_examples
+    assert all(s["prompt"][-1]["role"] == "user" and s["references"] for s in samples)
+    assert set(samples[0]["scores"]["rougeL"]) == {"base", "tuned"}
+    assert result.generation["max_new_tokens"] == 6 and result.generation["do_sample"] is False
+
+
+def test_the_same_inputs_reuse_the_eval_and_new_settings_replace_it(run_dir):
+    first = read_eval(run_eval(small_eval(run_dir)))
+    again = read_eval(run_eval(small_eval(run_dir)))
+    assert again.created_at == first.created_at  # reused, not recomputed
+    changed = read_eval(run_eval(small_eval(run_dir, max_examples=3)))
+    assert changed.eval_id != first.eval_id and changed.n_examples == 3
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".eval")]  # no staging folders left behind
+
+
+def test_the_base_model_is_the_adapter_disabled(run_dir):
+    """With a zero adapter, base and tuned are the same model: identical answers and perplexities."""
+    from safetensors.torch import load_file, save_file
+
+    zero = run_dir.parent / "zero"
+    import shutil
+
+    shutil.copytree(run_dir, zero)
+    shutil.rmtree(zero / "eval", ignore_errors=True)
+    weights = load_file(zero / "adapter" / "adapter_model.safetensors")
+    save_file({k: v * 0 if "lora_B" in k else v for k, v in weights.items()},
+              str(zero / "adapter" / "adapter_model.safetensors"))
+    result = read_eval(run_eval(small_eval(zero)))
+    for metric in result.metrics:
+        assert metric.delta == pytest.approx(0, abs=1e-9) and (metric.ci_low, metric.ci_high) == pytest.approx((0, 0))
+        assert metric.wins in (None, 0) and metric.losses in (None, 0)
+
+
+def test_references_come_from_the_last_assistant_turn_or_the_row():
+    row = {"id": "a", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"},
+                                   {"role": "user", "content": "q2"}, {"role": "assistant", "content": "y"}]}
+    prompt, refs = prompt_and_references(row)
+    assert [m["content"] for m in prompt] == ["q", "x", "q2"] and refs == ["y"]
+    assert prompt_and_references({**row, "references": ["y", "z"]})[1] == ["y", "z"]

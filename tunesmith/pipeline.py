@@ -1,0 +1,116 @@
+"""`tunesmith run`: curate -> train -> eval -> report, each step skipped when its output for the same inputs exists.
+
+- curate: an identical dataset version (same fingerprint) is reused by `run_curate` itself;
+- train: the run id is derived from the card fingerprint and the train settings, so a finished run with that
+  id is the same run (skipped) and an unfinished one (checkpoints, no run.json) is resumed;
+- eval: `run_eval` reuses an eval made from the same adapter, card and settings;
+- report: always re-rendered (it only reads artifacts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from tunesmith.artifacts import read_run
+from tunesmith.config import StrictModel, apply_overrides, read_yaml, validate_config
+from tunesmith.curate.config import CurateConfig
+from tunesmith.evaluate.config import EvalConfig
+from tunesmith.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+FROM_CURATE, FROM_TRAIN = "(the card curate writes)", "(the run train writes)"
+
+
+class RunConfig(StrictModel):
+    """One file for the whole job: a curate config, train settings (no card) and eval settings (no run)."""
+
+    curate: CurateConfig = Field(description="As in `tunesmith curate`.")
+    train: dict[str, Any] = Field(default_factory=dict, description="As in `tunesmith train`, without `card`.")
+    eval: dict[str, Any] = Field(default_factory=dict, description="As in `tunesmith eval`, without `run`.")
+    report: bool = Field(True, description="Render runs/<id>/report.html at the end.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_from_files(cls, data: Any) -> Any:
+        """A section may be a path to its own YAML file instead of a mapping."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("curate", "train", "eval"):
+                if isinstance(data.get(key), str):
+                    data[key] = read_yaml(Path(data[key]))
+        return data
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> RunConfig:
+        for key, field in (("train", "card"), ("eval", "run")):
+            if field in getattr(self, key):
+                raise ValueError(f"{key}.{field} is set by the pipeline itself; remove it")
+        self.train_config(FROM_CURATE)
+        self.eval_config(FROM_TRAIN)
+        return self
+
+    def train_config(self, card: str) -> TrainConfig:
+        return validate_config(TrainConfig, {**self.train, "card": card}, "the train section")
+
+    def eval_config(self, run: str) -> EvalConfig:
+        return validate_config(EvalConfig, {**self.eval, "run": run}, "the eval section")
+
+
+def pipeline_run_id(train: TrainConfig, card_fingerprint: str) -> str:
+    """Deterministic: the same card and train settings give the same run id (and so a skipped step)."""
+    settings = train.model_dump(mode="json", exclude={"card", "output_dir", "run_id"})
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{card_fingerprint[:8]}-{digest}"
+
+
+def run_pipeline(config: RunConfig, say: Callable[[str], None] = log.info) -> Path:
+    """Run every step that has no up-to-date output and return the report path (or eval folder without report)."""
+    from tunesmith.curate.pipeline import run_curate
+    from tunesmith.evaluate.runner import existing_eval, run_eval
+    from tunesmith.train.trainer import train
+
+    curated = run_curate(config.curate)
+    card_path = curated.directory / "card.json"
+    say(f"curate: {'reused' if curated.reused else 'wrote'} {config.curate.name} {curated.card.version} "
+        f"(fingerprint {curated.card.fingerprint[:16]})")
+
+    train_config = config.train_config(str(card_path))
+    run_id = train_config.run_id or pipeline_run_id(train_config, curated.card.fingerprint)
+    train_config = train_config.model_copy(update={"run_id": run_id})
+    run_dir = Path(train_config.output_dir) / run_id
+    if (run_dir / "run.json").is_file() and read_run(run_dir).card_fingerprint == curated.card.fingerprint:
+        say(f"train: reused run {run_id}")
+    else:
+        resume = (run_dir / "checkpoints").is_dir()
+        say(f"train: {'resuming' if resume else 'starting'} run {run_id}")
+        run_dir = train(train_config, resume=resume)
+
+    eval_config = config.eval_config(str(run_dir / "run.json"))
+    reused = existing_eval(eval_config) is not None
+    eval_dir = run_eval(eval_config)
+    say(f"eval: {'reused' if reused else 'wrote'} {eval_dir}")
+    if not config.report:
+        return eval_dir
+    from tunesmith.reports.run_report import render_run_report
+
+    report = render_run_report(run_dir)
+    say(f"report: {report}")
+    return report
+
+
+def load_run_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read the pipeline YAML; sections given as file paths are read first, so `train.max_steps=5` works."""
+    data = read_yaml(Path(path))
+    for key in ("curate", "train", "eval"):
+        if isinstance(data.get(key), str):
+            data[key] = read_yaml(Path(data[key]))
+    apply_overrides(data, list(overrides))
+    return validate_config(RunConfig, data, str(path))
