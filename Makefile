@@ -1,5 +1,6 @@
 # tunesmith set-up and the two commands the README opens with:
-#   make demo   - install into .venv, then curate the bundled demo dataset; prints the audit report path
+#   make demo   - install into .venv, then curate -> train -> eval -> report on the bundled demo data and the
+#                 embedded SmolLM2-135M-Instruct; prints the path of the HTML report
 #   make test   - install into .venv, then run the test suite (offline, CPU)
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/tunesmith curate configs/curate/demo.yaml
+	$(BIN)/tunesmith run configs/pipeline/demo.yaml
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite
 test: install

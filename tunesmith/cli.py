@@ -251,7 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """tunesmith draws its own progress; library bars and deprecation notices would only interleave with it."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is first imported
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_libraries()
     from tunesmith.artifacts import CardError
     from tunesmith.console import setup_logging
     from tunesmith.curate.sources import SourceError

@@ -1,0 +1,72 @@
+"""`tunesmith run` end to end on the tiny model and fixture data: every step runs once, then every step is reused.
+
+Run: .venv/bin/python -m pytest tests/test_pipeline.py -q
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunesmith.artifacts import read_eval, read_run
+from tunesmith.cli import main
+from tunesmith.config import ConfigError
+from tunesmith.pipeline import load_run_config, run_pipeline
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sft_tiny.jsonl"
+
+
+@pytest.fixture
+def pipeline_yaml(tmp_path, tiny_tokenizer_dir, tiny_model_dir) -> Path:
+    config = {
+        "curate": {"name": "tiny", "output_dir": str(tmp_path / "data"), "tokenizer": str(tiny_tokenizer_dir),
+                   "sources": [{"path": str(FIXTURE)}], "gates": {"min_rows": 5},
+                   "stages": [{"stage": "validate"}, {"stage": "exact_dedup"},
+                              {"stage": "split", "ratios": {"train": 0.6, "validation": 0.1, "test": 0.3}}]},
+        "train": {"model": str(tiny_model_dir), "output_dir": str(tmp_path / "runs"), "max_steps": 3, "batch_size": 4,
+                  "learning_rate": 5e-3, "max_seq_len": 256, "lora": {"r": 4, "alpha": 8}},
+        "eval": {"generation": {"max_new_tokens": 6}, "bootstrap": {"resamples": 200}},
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_run_curates_trains_evaluates_reports_then_reuses_everything(pipeline_yaml, capsys):
+    assert main(["run", str(pipeline_yaml)]) == 0
+    first = capsys.readouterr().out
+    report = Path(first.strip().splitlines()[-1])
+    assert report.name == "report.html" and report.is_file()
+    run_dir = report.parent
+    manifest, evaluation = read_run(run_dir), read_eval(run_dir / "eval")
+    assert evaluation.run_id == manifest.run_id and evaluation.card_fingerprint == manifest.card_fingerprint
+    assert manifest.card_fingerprint[:8] in manifest.run_id  # the run id is derived from the card and settings
+    html = report.read_text()
+    assert manifest.card_fingerprint[:16] in html and evaluation.eval_id in html
+
+    said: list[str] = []
+    assert run_pipeline(load_run_config(pipeline_yaml), say=said.append) == report
+    assert [line.split(" ", 2)[:2] for line in said] == [["curate:", "reused"], ["train:", "reused"],
+                                                         ["eval:", "reused"], ["report:", str(report)]]
+    assert read_eval(run_dir / "eval").created_at == evaluation.created_at
+
+    said.clear()  # new train settings: a new run, evaluated and reported
+    other = run_pipeline(load_run_config(pipeline_yaml, ["train.max_steps=2"]), say=said.append)
+    assert said[1].startswith("train: starting") and other.parent != run_dir and other.is_file()
+
+
+def test_sections_may_be_files_and_overrides_reach_into_them(tmp_path, pipeline_yaml):
+    data = yaml.safe_load(pipeline_yaml.read_text())
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(data["train"]))
+    data["train"] = str(tmp_path / "train.yaml")
+    combined = tmp_path / "combined.yaml"
+    combined.write_text(yaml.safe_dump(data))
+    config = load_run_config(combined, ["train.lora.r=2"])
+    assert config.train_config("card.json").lora.r == 2
+
+
+def test_pipeline_config_errors_name_the_section(tmp_path, pipeline_yaml):
+    with pytest.raises(ConfigError, match="max_stepz"):
+        load_run_config(pipeline_yaml, ["train.max_stepz=3"])
+    with pytest.raises(ConfigError, match="train.card is set by the pipeline"):
+        load_run_config(pipeline_yaml, ["train.card=x.json"])
