@@ -5,7 +5,7 @@ Run: .venv/bin/python -m pytest tests/evaluate/test_generation.py -q
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from tunesmith.evaluate.generation import GenerationSettings, encode_prompts, generate_answers, stop_token_ids
 
@@ -13,21 +13,6 @@ WORDS = "Extract the order as JSON . Ana Silva wants 1 lamp sent to Lyon because
 PROMPTS = [[{"role": "user", "content": " ".join(WORDS[: 2 + 2 * i])}] for i in range(7)]
 PROMPTS[3] = [{"role": "system", "content": "Ben Okafor"}, *PROMPTS[3]]
 NEW = 12
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's ops are too small to split across threads; one thread keeps a busy machine fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")

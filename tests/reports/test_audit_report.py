@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from html.parser import HTMLParser
 
 import pytest
 
@@ -24,6 +23,8 @@ from tunesmith.artifacts import (
 )
 from tunesmith.reports import svg
 from tunesmith.reports.audit import SECTIONS, render_audit_html, render_audit_report, script_json
+
+from .html_tags import PageTags
 
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
 SECTION_HEADINGS = [
@@ -233,20 +234,6 @@ def html(tmp_path_factory) -> str:
     return out.read_text(encoding="utf-8")
 
 
-class _Tags(HTMLParser):
-    """The real elements and attributes of the page, as a browser would parse them (escaped text is not a tag)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: set[str] = set()
-        self.attrs: list[tuple[str, str]] = []
-        self.scripts: list[dict[str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.names.add(tag)
-        self.attrs += [(name, value or "") for name, value in attrs]
-        if tag == "script":
-            self.scripts.append({name: value or "" for name, value in attrs})
 
 
 def _json_block(page: str) -> str:
@@ -295,7 +282,7 @@ def test_nothing_external(html):
         assert needle not in html.lower(), needle
     style = html[html.index("<style>") : html.index("</style>")]
     assert "url(" not in style
-    tags = _Tags()
+    tags = PageTags()
     tags.feed(html)
     assert {"img", "link", "iframe", "object", "embed", "image", "use"}.isdisjoint(tags.names)
     assert not [v for name, v in tags.attrs if name in ("src", "srcset", "xlink:href", "action", "poster")]

@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 from datetime import datetime, timezone
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,8 @@ from tunesmith.artifacts import (
 from tunesmith.reports import metric_text, svg
 from tunesmith.reports.run_report import render_compare_report, render_run_report
 from tunesmith.reports.word_diff import word_diff
+
+from .html_tags import PageTags
 
 PAYLOADS = [
     "<script>alert(1)</script>",
@@ -162,24 +163,10 @@ def make_run(
     return run_dir
 
 
-class _Tags(HTMLParser):
-    """The real elements and attributes of the page, as a browser would parse them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: set[str] = set()
-        self.attrs: list[tuple[str, str]] = []
-        self.scripts: list[dict[str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.names.add(tag)
-        self.attrs += [(name, value or "") for name, value in attrs]
-        if tag == "script":
-            self.scripts.append({name: value or "" for name, value in attrs})
 
 
-def _tags(page: str) -> _Tags:
-    tags = _Tags()
+def _tags(page: str) -> PageTags:
+    tags = PageTags()
     tags.feed(page)
     return tags
 

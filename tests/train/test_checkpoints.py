@@ -30,6 +30,21 @@ def assert_same_adapter(a_run, b_run) -> None:
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def train_killed_at_step(config, step: int, monkeypatch) -> None:
+    """Train until `step` optimizer steps are done, then die as a killed process would (no cleanup)."""
+    real_step = Trainer.training_step
+
+    def killed(self, *args, **kwargs):
+        if self.state.global_step == step:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(Trainer, "training_step", real_step)
+
+
 def test_commit_renames_then_marks_and_pruning_keeps_the_newest_complete(tmp_path):
     for step in (2, 4, 6):
         staged = tmp_path / STAGING / f"checkpoint-{step}"
@@ -45,18 +60,8 @@ def test_commit_renames_then_marks_and_pruning_keeps_the_newest_complete(tmp_pat
 
 def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, card, tiny_model_dir, monkeypatch):
     straight = train(config_for(card, tiny_model_dir, tmp_path, run_id="straight", **RESUMABLE))
-    real_step = Trainer.training_step
-
-    def killed_at_step_5(self, *args, **kwargs):
-        if self.state.global_step == 5:
-            raise KeyboardInterrupt("killed")
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "training_step", killed_at_step_5)
     config = config_for(card, tiny_model_dir, tmp_path, run_id="resumed", **RESUMABLE)
-    with pytest.raises(KeyboardInterrupt):
-        train(config)
-    monkeypatch.setattr(Trainer, "training_step", real_step)
+    train_killed_at_step(config, 5, monkeypatch)
     run_dir = tmp_path / "runs" / "resumed"
     assert not (run_dir / "run.json").exists()
     (run_dir / "checkpoints" / "checkpoint-5").mkdir()  # half-written: no completion marker
@@ -104,18 +109,8 @@ def test_early_stopping_keeps_the_adapter_with_the_lowest_eval_loss(tmp_path, ca
 
 def test_early_stopping_state_and_best_adapter_survive_a_resume(tmp_path, card, tiny_model_dir, monkeypatch):
     straight = train(config_for(card, tiny_model_dir, tmp_path, run_id="straight", **OVERSHOOTING))
-    real_step = Trainer.training_step
-
-    def killed_at_step_3(self, *args, **kwargs):  # after the best step (2) and its checkpoint
-        if self.state.global_step == 3:
-            raise KeyboardInterrupt("killed")
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "training_step", killed_at_step_3)
     config = config_for(card, tiny_model_dir, tmp_path, run_id="resumed", **OVERSHOOTING)
-    with pytest.raises(KeyboardInterrupt):
-        train(config)
-    monkeypatch.setattr(Trainer, "training_step", real_step)
+    train_killed_at_step(config, 3, monkeypatch)  # after the best step (2) and its checkpoint
     resumed = train(config, resume=True)  # a new process would hold no best weights but those in checkpoint-2
     assert_same_adapter(straight, resumed)
     a, b = read_run(straight).final_metrics, read_run(resumed).final_metrics
