@@ -91,3 +91,20 @@ def test_references_come_from_the_last_assistant_turn_or_the_row():
     prompt, refs = prompt_and_references(row)
     assert [m["content"] for m in prompt] == ["q", "x", "q2"] and refs == ["y"]
     assert prompt_and_references({**row, "references": ["y", "z"]})[1] == ["y", "z"]
+
+
+def test_cli_eval_report_and_compare(run_dir, tmp_path, capsys):
+    from tunesmith.cli import main
+
+    config = Path(__file__).parents[2] / "configs" / "eval" / "default.yaml"
+    args = ["eval", str(config), f"run={run_dir}", "generation.max_new_tokens=4", "bootstrap.resamples=100"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run_dir / "eval" / "eval.json")
+    assert main(["report", str(run_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(run_dir / "report.html")
+    out = tmp_path / "compare.html"
+    assert main(["report", "compare", str(run_dir), str(run_dir), "--out", str(out)]) == 0
+    assert out.is_file() and "r" in out.read_text()
+    assert main(["eval", str(config), f"run={run_dir}", "metrics=[blue]"]) == 2  # did-you-mean, no traceback
+    error = " ".join(capsys.readouterr().err.split())  # the log wraps long lines
+    assert "metrics" in error and "'blue'" in error and "Traceback" not in error
