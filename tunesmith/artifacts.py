@@ -12,15 +12,31 @@ import os
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tunesmith.config import StrictModel
 
 CARD_FILE = "card.json"
 M = TypeVar("M", bound=StrictModel)
+
+
+class ArtifactError(ValueError):
+    """An artifact file that does not validate; the message names the file and the field."""
+
+
+def inside_folder(value: str, what: str, subfolders: bool = False) -> str:
+    """Check a path stored in an artifact: relative to the artifact's folder and unable to leave it."""
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "\\")) or PureWindowsPath(value).drive:
+        raise ValueError(f"{what} {value!r} is an absolute path; it must be relative to the card's folder")
+    if ".." in parts:
+        raise ValueError(f"{what} {value!r} has a '..' component; it must stay inside the card's folder")
+    if "\x00" in value or any(part in ("", ".") for part in parts) or (len(parts) > 1 and not subfolders):
+        raise ValueError(f"{what} {value!r} must be a plain file name inside the card's folder")
+    return value
 
 
 class SourceRecord(StrictModel):
@@ -41,6 +57,11 @@ class StageRecord(StrictModel):
     findings: dict[str, Any] = Field(default_factory=dict)
     rejected_file: str | None = Field(None, description="Path of the rejected rows, relative to the card.")
 
+    @field_validator("rejected_file")
+    @classmethod
+    def _rejected_inside_card_dir(cls, value: str | None) -> str | None:
+        return None if value is None else inside_folder(value, "rejected file", subfolders=True)
+
     @model_validator(mode="after")
     def _conserved(self) -> StageRecord:
         if self.rows_in != self.rows_out + self.rows_rejected:
@@ -59,9 +80,7 @@ class SplitRecord(StrictModel):
     @field_validator("file")
     @classmethod
     def _inside_card_dir(cls, value: str) -> str:
-        if "/" in value or "\\" in value or value in ("", ".", ".."):
-            raise ValueError(f"split file {value!r} must be a plain file name inside the card directory")
-        return value
+        return inside_folder(value, "split file")
 
 
 class TokenizerRecord(StrictModel):
@@ -144,7 +163,12 @@ def _read_artifact(cls: type[M], path: Path, file_name: str, missing: str) -> M:
         json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON at line {err.lineno}: {err.msg}") from None
-    return cls.model_validate_json(text)
+    try:
+        return cls.model_validate_json(text)
+    except ValidationError as err:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in err.errors()]
+        raise ArtifactError(f"{path}: invalid {cls.__name__}: " + "\n  ".join(problems)) from None
 
 
 def write_card(card: DatasetCard, directory: Path) -> Path:

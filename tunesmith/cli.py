@@ -267,8 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     from tunesmith.curate.sources import SourceError
     from tunesmith.curate.stage import DataError
     from tunesmith.models import ModelError
-    from tunesmith.train.callbacks import NonFiniteLoss
-    from tunesmith.train.data import TrainDataError
+    from tunesmith.train.data import NonFiniteLoss, TrainDataError  # light: no torch or transformers import
 
     args = build_parser().parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)

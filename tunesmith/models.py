@@ -145,13 +145,38 @@ def compute_dtype():
     return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
 
 
+# weight formats that are Python pickles: loading one can run arbitrary code, so tunesmith never does
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def require_safetensors(folder: Path, what: str) -> None:
+    """Refuse a local folder whose weights exist only as pickles (or not at all), before anything opens them."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    found = f"holds only {', '.join(pickles)} (pickle files can run code when loaded)" if pickles else "holds none"
+    raise ModelError(f"{folder}: {what} are loaded from safetensors only, and this folder {found}; convert them "
+                     "once where you trust the source (transformers' save_pretrained writes safetensors)")
+
+
+def load_causal_lm(location: Path | str, trust_remote_code: bool = False, **kwargs):
+    """AutoModelForCausalLM from safetensors only; model code runs only with an explicit trust_remote_code."""
+    from transformers import AutoModelForCausalLM
+
+    if Path(location).is_dir():
+        require_safetensors(Path(location), "model weights")
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(location), use_safetensors=True,
+                                                    trust_remote_code=trust_remote_code, **kwargs)
+    except OSError as err:
+        raise ModelError(f"cannot load the model {location}: {err}") from None
+
+
 def load_base_model(name: str, trust_remote_code: bool = False):
     """The base model in full precision on CPU (bf16 on CUDA) from safetensors, ready for inference."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(resolve_model_dir(name)), dtype=compute_dtype(),
-                                                 trust_remote_code=trust_remote_code)
+    model = load_causal_lm(resolve_model_dir(name), trust_remote_code=trust_remote_code, dtype=compute_dtype())
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
@@ -163,7 +188,11 @@ def load_tuned_model(run_dir: Path):
     from tunesmith.artifacts import read_run
 
     manifest = read_run(run_dir)
-    trust = bool(manifest.config.get("trust_remote_code", False))
+    adapter = Path(run_dir) / "adapter"
+    if not (adapter / "adapter_model.safetensors").is_file():  # peft would fall back to adapter_model.bin
+        raise ModelError(f"{adapter}: no adapter_model.safetensors; adapters are loaded from safetensors only")
+    # the run's recorded train config is the explicit opt-in; only a literal true counts (not "false" or 1)
+    trust = manifest.config.get("trust_remote_code") is True
     base = load_base_model(manifest.base_model, trust_remote_code=trust)
-    model = PeftModel.from_pretrained(base, str(Path(run_dir) / "adapter")).eval()
-    return model, AutoTokenizer.from_pretrained(str(Path(run_dir) / "adapter"))
+    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    return model, AutoTokenizer.from_pretrained(str(adapter), trust_remote_code=False)

@@ -80,6 +80,8 @@ def check_gates(config: CurateConfig, stages: list[StageRecord], splits: dict[st
 def existing_version(dataset_dir: Path, fingerprint_: str) -> Path | None:
     """The complete version folder with this fingerprint, if one exists."""
     for card_path in sorted(dataset_dir.glob(f"*/{CARD_FILE}")):
+        if card_path.parent.name.startswith("."):  # a work folder (.tmp-*) is never a version, even with a card
+            continue
         try:
             if read_card(card_path).fingerprint == fingerprint_:
                 return card_path.parent

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from tunesmith.config import StrictModel
-from tunesmith.curate.sources import SourceConfig
+from tunesmith.curate.sources import SourceConfig, source_name
 from tunesmith.curate.stage import STAGES
 
 DEFAULT_STAGES = ["validate", "exact_dedup", "near_dedup", "pii", "bias_audit", "token_stats", "split", "contamination"]
@@ -45,6 +45,19 @@ class CurateConfig(StrictModel):
         True, description="Run stages that change no row (bias_audit) in a second process while the rest go on."
     )
 
+    @field_validator("sources")
+    @classmethod
+    def _distinct_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        """Row ids are `<source name>:<row>`, so two sources with one name would give rows the same ids."""
+        first: dict[str, int] = {}
+        for i, source in enumerate(sources):
+            name = source_name(source)
+            if name in first:
+                raise ValueError(f"sources[{i}] ({source.path}) has the same name {name!r} as sources[{first[name]}] "
+                                 f"({sources[first[name]].path}); give one of them a distinct `name:`")
+            first[name] = i
+        return sources
+
     @field_validator("stages")
     @classmethod
     def _resolve_stages(cls, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -78,6 +91,8 @@ def _explain(err: ValidationError, model: type[StrictModel]) -> str:
             close = difflib.get_close_matches(key, list(model.model_fields), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"unknown key {key!r}{hint} (valid keys: {', '.join(model.model_fields)})")
-        else:
+        elif key:
             problems.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+        else:  # a rule about the whole stage config (e.g. split ratios that do not add up)
+            problems.append(item["msg"].removeprefix("Value error, "))
     return "; ".join(problems)

@@ -19,7 +19,9 @@ def verify_card(path: Path) -> list[str]:
         card = read_card(path)
     except (ValueError, FileNotFoundError) as err:
         return [str(err)]
-    return split_problems(card, card_dir(path))
+    failed = [f"{path}: quality gate {g.name} failed ({g.value:g} against a limit of {g.limit:g}); "
+              "`train` and `eval` refuse this card" for g in card.gates if not g.passed]
+    return split_problems(card, card_dir(path)) + failed
 
 
 def _row_hashes(card: DatasetCard, directory: Path) -> dict[str, str]:

@@ -84,7 +84,11 @@ class StageContext:
         if field:
             record["field"] = field
         record.update(example.to_rejected_json())
-        line = _ENCODER.encode(record)
+        try:
+            line = _ENCODER.encode(record)
+        except RecursionError:  # fields nested nearly as deep as the parser allows: keep their top levels
+            record = _clipped(record)
+            line = _ENCODER.encode(record)
         if _SURROGATE.search(line):  # lone surrogates (rejected as invalid_utf8) cannot be written as UTF-8
             line = _SURROGATE.sub("\ufffd", line)
             record = json.loads(line)

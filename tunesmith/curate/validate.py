@@ -14,11 +14,15 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tunesmith.config import StrictModel
+from tunesmith.curate.readers import NOT_UTF8
 from tunesmith.curate.record import ROLES, Example, Message
+from tunesmith.curate.sources import FORMAT_KEYS
 from tunesmith.curate.stage import DataError, Stage, StageContext, register_stage
 
 # control characters and unpaired surrogates in one scan; the match tells which
 BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# a turn of only whitespace and invisible characters (zero-width spaces and joiners, word joiner, BOM) is empty
+BLANK = re.compile(r"[\s\u200b-\u200d\u2060\ufeff]*")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 DEFAULT_PLACEHOLDERS = ["<noinput>", "no input", "noinput", "n/a", "none", "null", "<no input>", "-", "nan"]
 
@@ -31,13 +35,22 @@ class RowProblem(Exception):
         self.reason, self.field, self.detail = reason, field, detail
 
 
+def _short(value: Any) -> str:
+    """repr of a value for a one-line message, cut so a 10 MB field cannot flood the log."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _text(fields: dict[str, Any], key: str, required: bool = True) -> str | None:
     if key not in fields or fields[key] is None:
         if required:
-            raise RowProblem("missing_field", key, f"field {key!r} is missing")
+            raise RowProblem("missing_field", key, f"field {key!r} is {'missing' if key not in fields else 'null'}")
         return None
     value = fields[key]
     if not isinstance(value, str):
+        if isinstance(value, dict) and NOT_UTF8 in value:  # binary Parquet/hub cell (see readers._jsonable)
+            raise RowProblem("invalid_utf8", key, f"field {key!r} holds bytes that are not UTF-8 "
+                             f"(byte {value['bad_byte']} at {value['at']})")
         raise RowProblem("wrong_type", key, f"field {key!r} is {type(value).__name__}, expected a string")
     return value
 
@@ -53,18 +66,35 @@ def _turns(fields: dict[str, Any], key: str, role_key: str, text_key: str, role_
         where = f"{key}[{i}]"
         if not isinstance(turn, dict):
             raise RowProblem("wrong_type", where, f"{where} is {type(turn).__name__}, expected an object")
-        role = turn.get(role_key)
+        if role_key not in turn:
+            keys = ", ".join(map(str, list(turn)[:6]))
+            raise RowProblem("missing_field", f"{where}.{role_key}",
+                             f"{where} has no {role_key!r} key (its keys: {keys or 'none'}); is `format:` right?")
+        role = turn[role_key]
         if not isinstance(role, str) or role.lower() not in role_map:
-            close = difflib.get_close_matches(str(role).lower(), list(role_map), n=1)
+            close = difflib.get_close_matches(str(role).lower()[:40], list(role_map), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f" (expected one of {sorted(role_map)})"
-            raise RowProblem("unknown_role", f"{where}.{role_key}", f"{where}.{role_key} is {role!r}{hint}")
+            raise RowProblem("unknown_role", f"{where}.{role_key}", f"{where}.{role_key} is {_short(role)}{hint}")
         content = turn.get(text_key)
         if not isinstance(content, str):
-            kind = "missing" if content is None else f"{type(content).__name__}, expected a string"
+            kind = f"{type(content).__name__}, expected a string"
+            if content is None:
+                kind = "null" if text_key in turn else f"missing (its keys: {', '.join(map(str, list(turn)[:6]))})"
             reason = "missing_field" if content is None else "wrong_type"
             raise RowProblem(reason, f"{where}.{text_key}", f"{where}.{text_key} is {kind}")
         messages.append(Message(role_map[role.lower()], content))
     return messages
+
+
+def _with_format_hint(problem: RowProblem, example: Example) -> RowProblem:
+    """A missing field in a row that has another format's keys: say so (one source holds one format)."""
+    fields = example.fields or {}
+    other = next((fmt for fmt, keys in FORMAT_KEYS if keys <= fields.keys()), None)
+    if problem.reason != "missing_field" or other is None or other == example.format:
+        return problem
+    detail = (f"{problem.detail}; the row has the keys of the {other} format but the source is read as "
+              f"{example.format} (one format per source: split the file, or map names with `columns:`)")
+    return RowProblem(problem.reason, problem.field, detail)
 
 
 class Validate(Stage):
@@ -105,7 +135,10 @@ class Validate(Stage):
     def _validate(self, example: Example, fixups: Counter) -> Example:
         if example.problem:
             raise RowProblem(example.problem, "", example.detail or example.problem)
-        messages = self._messages(example.format, example.fields or {}, fixups)
+        try:
+            messages = self._messages(example.format, example.fields or {}, fixups)
+        except RowProblem as problem:
+            raise _with_format_hint(problem, example) from None
         if self.config.strip:
             stripped = [Message(m.role, m.content.strip()) for m in messages]
             if stripped != messages:
@@ -127,7 +160,7 @@ class Validate(Stage):
             answer = _text(fields, "output")
         else:
             prompt = _text(fields, "prompt")
-            answer = _text(fields, "completion" if "completion" in fields else "response")
+            answer = _text(fields, "response" if "response" in fields and "completion" not in fields else "completion")
         head = [Message("system", system)] if system else []
         return [*head, Message("user", prompt), Message("assistant", answer)]
 
@@ -143,7 +176,7 @@ class Validate(Stage):
     def _check_turns(self, messages: list[Message]) -> None:
         total = 0
         for i, message in enumerate(messages):
-            if not message.content.strip():
+            if BLANK.fullmatch(message.content):
                 field = f"messages[{i}].content"
                 raise RowProblem("empty_turn", field, f"the {message.role} turn {field} is empty or whitespace")
             bad = BAD_CHARS.search(message.content)

@@ -2,7 +2,8 @@
 
 Padding-free batches carry `position_ids` that restart at 0 for every row and no attention mask;
 transformers then builds a block-diagonal causal mask from the positions (sdpa and eager attention),
-so no row attends to another and no compute is spent on pad tokens.
+so no row attends to another and no compute is spent on pad tokens. Rows are length-grouped in an order that a
+run resumed in any epoch replays exactly (`EpochSeededLengthSampler`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from tunesmith.chat import IGNORE_INDEX
+
+
+class EpochSeededLengthSampler(LengthGroupedSampler):
+    """transformers' length-grouped order, with the order of every epoch after the first drawn from (seed, epoch).
+
+    The stock sampler draws an epoch's order from the global RNG as it stands when the epoch begins. For the
+    first epoch that is the freshly seeded RNG, which a resumed run reproduces, so that draw is kept; a run
+    resumed in a later epoch skips the epochs before it and would draw a different order. The Trainer (through
+    accelerate's loader) calls `set_epoch` before every epoch, resumed or not.
+    """
+
+    def __init__(self, batch_size: int, dataset, seed: int):
+        super().__init__(batch_size, dataset=dataset)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        if self.epoch == 0:
+            return super().__iter__()
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 @dataclass

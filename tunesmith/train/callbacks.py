@@ -14,11 +14,9 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from tunesmith.train.data import NonFiniteLoss  # defined in data.py so the CLI can catch it without torch
+
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite; the message names the step."""
 
 
 def peak_memory_mb() -> float:

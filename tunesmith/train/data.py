@@ -14,6 +14,10 @@ class TrainDataError(ValueError):
     """The card's rows cannot be trained on; the message names the rows."""
 
 
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; the message names the step."""
+
+
 def preflight(tokenizer, encoded: list[dict]) -> None:
     """Stop before the first step when a row has nothing to learn or never learns to end its turn."""
     eot = tokenizer.convert_tokens_to_ids(end_of_turn(tokenizer)) if end_of_turn(tokenizer) else None

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from tunesmith.artifacts import sha256_file
-from tunesmith.models import compute_dtype, load_tokenizer, resolve_model_dir
+from tunesmith.models import compute_dtype, load_causal_lm, load_tokenizer, resolve_model_dir
 from tunesmith.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,14 @@ def weights_sha256(location: Path | str) -> str | None:
 def load_model_for_training(config: TrainConfig):
     """(peft model, tokenizer, quantization used, device, weights sha256)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM
 
     cuda = torch.cuda.is_available()
     quantization = resolve_quantization(config.quantization, cuda)
     location = resolve_model_dir(config.model, with_weights=True)
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code,
                                chat_template=config.chat_template)
-    model = AutoModelForCausalLM.from_pretrained(str(location), trust_remote_code=config.trust_remote_code,
-                                                 **_quantization_kwargs(quantization, cuda))
+    model = load_causal_lm(location, trust_remote_code=config.trust_remote_code,
+                           **_quantization_kwargs(quantization, cuda))
     model.config.use_cache = False  # no KV cache in training; padding-free batches need it off to isolate rows
     if quantization != "none":
         model = prepare_model_for_kbit_training(

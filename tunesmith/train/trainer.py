@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,14 +16,19 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from tunesmith.artifacts import RunManifest, open_card, write_run
+from tunesmith.artifacts import RunManifest, atomic_write_text, open_card, write_run
 from tunesmith.chat import encode_rows
 from tunesmith.config import dump_config
 from tunesmith.models import compute_dtype
 from tunesmith.provenance import code_record
 from tunesmith.train.batching import collator_for
 from tunesmith.train.callbacks import EarlyStopping, MetricsFile, RichProgress
-from tunesmith.train.checkpoints import AtomicCheckpointTrainer, latest_checkpoint
+from tunesmith.train.checkpoints import (
+    AtomicCheckpointTrainer,
+    discard_checkpoints,
+    disk_full_is_clear,
+    latest_checkpoint,
+)
 from tunesmith.train.config import TrainConfig
 from tunesmith.train.data import preflight
 from tunesmith.train.model import load_model_for_training
@@ -76,7 +80,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         log.info("resuming %s from %s", run_dir.name, checkpoint or "the start (no complete checkpoint)")
         _forget_metrics_after(run_dir / "metrics.jsonl", int(checkpoint.name.split("-")[-1]) if checkpoint else 0)
     try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        with disk_full_is_clear(run_dir, "training progress", "free some space, then run again with --resume"):
+            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         for callback in trainer.callback_handler.callbacks:
             if isinstance(callback, RichProgress):
@@ -85,16 +90,18 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     metrics.update(_restore_best(trainer, config))
     if eval_rows:
         metrics.update(_final_eval(trainer, restored="best_step" in metrics and config.restore_best))
-    model.save_pretrained(run_dir / "adapter", safe_serialization=True)
-    tokenizer.save_pretrained(run_dir / "adapter")
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # they exist only while a run is unfinished
+    with disk_full_is_clear(run_dir / "adapter", "the adapter", "free some space, then run again with --resume"):
+        model.save_pretrained(run_dir / "adapter", safe_serialization=True)
+        tokenizer.save_pretrained(run_dir / "adapter")
+    discard_checkpoints(run_dir / "checkpoints")  # they exist only while a run is unfinished
     manifest = RunManifest(
         run_id=run_dir.name, card_fingerprint=splits.card.fingerprint, card_path=str(Path(config.card).resolve()),
         base_model=config.model, base_model_sha256=weights_sha, quantization=quantization, device=device,
         config=config.model_dump(mode="json"), final_metrics=metrics,
         wall_seconds=round(time.perf_counter() - started, 2), created_at=datetime.now(timezone.utc), code=code_record(),
     )
-    write_run(manifest, run_dir)
+    with disk_full_is_clear(run_dir, "run.json", "free some space, then run again with --resume"):
+        write_run(manifest, run_dir)
     return run_dir
 
 
@@ -120,10 +127,18 @@ def _restore_best(trainer, config: TrainConfig) -> dict[str, float]:
 
 
 def _forget_metrics_after(path: Path, step: int) -> None:
-    """Drop metric lines after the checkpoint a run resumes from: those steps are run again."""
+    """Drop metric lines after the checkpoint a run resumes from (those steps run again) and any line a kill cut."""
     if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
-        path.write_text("".join(line + "\n" for line in kept))
+        steps = [(line, _step_of(line)) for line in path.read_text().splitlines()]
+        kept = [line for line, logged in steps if logged is not None and logged <= step]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 def _run_folder(config: TrainConfig, fingerprint: str, resume: bool) -> Path:
