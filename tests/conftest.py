@@ -59,3 +59,14 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The tiny model's ops are too small to split across threads; one thread keeps a busy machine fast."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

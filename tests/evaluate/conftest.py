@@ -6,12 +6,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's ops are too small to split across threads; one thread keeps a busy machine fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
+    """Every module here runs the tiny model on one thread."""
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Fixtures for the fault tests: one thread, one tiny card and one uninterrupted run per module, the CLI worker."""
 
 import pytest
-import torch
 
 from tests.train.conftest import FIXTURE
 from tests.train.runs import config_for
@@ -17,12 +16,9 @@ RESUMABLE = {"quantization": "none", "max_steps": 8, "save_steps": 2, "eval_spli
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's ops are too small to split across threads; one thread also matches the CLI worker."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
+    """One thread, which also matches the CLI worker."""
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", autouse=True)
