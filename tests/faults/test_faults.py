@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from tests.train.runs import config_for, lora_tensors
+from tests.train.runs import assert_same_adapter, config_for
 from tunesmith.artifacts import read_card, split_problems
 from tunesmith.cli import main
 from tunesmith.config import dump_config, load_config
@@ -33,11 +33,6 @@ CHECKPOINT_FILES = {COMPLETE, "adapter_model.safetensors", "optimizer.pt", "sche
 
 def losses(run) -> list[float]:
     return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
-
-
-def assert_same_adapter(a_run, b_run, atol=1e-6) -> None:
-    a, b = lora_tensors(a_run), lora_tensors(b_run)
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=atol) for k in a)
 
 
 def assert_resumable(checkpoints) -> None:

@@ -18,3 +18,9 @@ def lora_tensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return {k: v for k, v in load_file(path / "adapter" / "adapter_model.safetensors").items() if "lora_" in k}
+
+
+def assert_same_adapter(a_run: Path, b_run: Path, atol: float = 1e-6) -> None:
+    """Two runs ended with the same LoRA weights (e.g. a killed-and-resumed run and an uninterrupted one)."""
+    a, b = lora_tensors(a_run), lora_tensors(b_run)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=atol) for k in a)

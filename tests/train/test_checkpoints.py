@@ -6,14 +6,13 @@ Run: .venv/bin/python -m pytest tests/train/test_checkpoints.py -q
 import json
 
 import pytest
-import torch
 from transformers import Trainer
 
 from tunesmith.artifacts import read_run
 from tunesmith.train.checkpoints import COMPLETE, STAGING, commit_checkpoint, latest_checkpoint, prune_checkpoints
 from tunesmith.train.trainer import train
 
-from .runs import config_for, lora_tensors
+from .runs import assert_same_adapter, config_for
 
 RESUMABLE = {"quantization": "none", "max_steps": 6, "save_steps": 2, "eval_split": None}
 # a constant rate high enough that eval loss rises after step 2 and patience 2 stops the run at step 4
@@ -23,11 +22,6 @@ OVERSHOOTING = {"quantization": "none", "max_steps": 12, "eval_steps": 1, "early
 
 def logged_steps(run) -> list[int]:
     return [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
-
-
-def assert_same_adapter(a_run, b_run) -> None:
-    a, b = lora_tensors(a_run), lora_tensors(b_run)
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 def train_killed_at_step(config, step: int, monkeypatch) -> None:

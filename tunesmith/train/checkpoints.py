@@ -46,13 +46,14 @@ def disk_full_is_clear(folder: Path, what: str, advice: str):
         raise DiskFullError(f"{folder}: the disk is full (no space left) while saving {what}; {advice}") from err
 
 
-def _step(path: Path) -> int:
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a `checkpoint-<step>` folder was saved at."""
     return int(path.name.split("-")[-1])
 
 
 def _checkpoints(folder: Path) -> list[Path]:
     found = [p for p in Path(folder).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=_step)
+    return sorted(found, key=checkpoint_step)
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -85,7 +86,7 @@ def commit_checkpoint(staged: Path, final: Path) -> Path:
         shutil.rmtree(final)
     os.replace(staged, final)
     marker = final / f".{COMPLETE}.tmp"
-    marker.write_text(final.name.split("-")[-1])
+    marker.write_text(str(checkpoint_step(final)))
     os.replace(marker, final / COMPLETE)
     _fsync_dir(final.parent)
     return final

@@ -25,6 +25,7 @@ from tunesmith.train.batching import collator_for
 from tunesmith.train.callbacks import EarlyStopping, MetricsFile, RichProgress
 from tunesmith.train.checkpoints import (
     AtomicCheckpointTrainer,
+    checkpoint_step,
     discard_checkpoints,
     disk_full_is_clear,
     latest_checkpoint,
@@ -78,7 +79,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
     if resume:
         log.info("resuming %s from %s", run_dir.name, checkpoint or "the start (no complete checkpoint)")
-        _forget_metrics_after(run_dir / "metrics.jsonl", int(checkpoint.name.split("-")[-1]) if checkpoint else 0)
+        _forget_metrics_after(run_dir / "metrics.jsonl", checkpoint_step(checkpoint) if checkpoint else 0)
     try:
         with disk_full_is_clear(run_dir, "training progress", "free some space, then run again with --resume"):
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -87,9 +88,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             if isinstance(callback, RichProgress):
                 callback.close()
     metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
-    metrics.update(_restore_best(trainer, config))
+    best, restored = _restore_best(trainer, config)
+    metrics.update(best)
     if eval_rows:
-        metrics.update(_final_eval(trainer, restored="best_step" in metrics and config.restore_best))
+        metrics.update(_final_eval(trainer, restored))
     with disk_full_is_clear(run_dir / "adapter", "the adapter", "free some space, then run again with --resume"):
         model.save_pretrained(run_dir / "adapter", safe_serialization=True)
         tokenizer.save_pretrained(run_dir / "adapter")
@@ -109,21 +111,21 @@ def _final_eval(trainer, restored: bool) -> dict[str, float]:
     """Eval loss of the adapter being saved; reuses the evaluation at the last step unless weights were restored."""
     step = trainer.state.global_step
     logged = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == step]
-    best_is_last = trainer.state.global_step == next(
-        (c.best_step for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), step)
-    if logged and (not restored or best_is_last):
+    if logged and not restored:
         return {k: float(v) for k, v in logged[-1].items() if k.startswith("eval_") and isinstance(v, (int, float))}
     return {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
 
 
-def _restore_best(trainer, config: TrainConfig) -> dict[str, float]:
-    """With early stopping and restore_best, the saved adapter is the one with the lowest eval loss."""
+def _restore_best(trainer, config: TrainConfig) -> tuple[dict[str, float], bool]:
+    """With early stopping and restore_best, the saved adapter is the one with the lowest eval loss.
+
+    Returns the best step's metrics and whether earlier weights were put back into the model.
+    """
     stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStopping)), None)
     if stopper is None or stopper.best_step is None:
-        return {}
-    if config.restore_best:
-        stopper.restore_best(trainer.model, trainer.state.global_step)
-    return {"best_step": float(stopper.best_step), "best_eval_loss": float(stopper.best)}
+        return {}, False
+    restored = config.restore_best and stopper.restore_best(trainer.model, trainer.state.global_step)
+    return {"best_step": float(stopper.best_step), "best_eval_loss": float(stopper.best)}, restored
 
 
 def _forget_metrics_after(path: Path, step: int) -> None:
