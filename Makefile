@@ -1,13 +1,13 @@
 # tunesmith set-up and the two commands the README opens with:
 #   make demo   - install into .venv, then curate -> train -> eval -> report on the bundled demo data and the
 #                 embedded SmolLM2-135M-Instruct; prints the path of the HTML report
-#   make test   - install into .venv, then run the test suite (offline, CPU)
+#   make test   - install into .venv (and Debian's chromium), then run the test suite (offline, CPU)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browser demo test lint bench clean
 
 install: $(STAMP)
 
@@ -23,8 +23,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(BIN)/tunesmith run configs/pipeline/demo.yaml
 
+# Debian's chromium for the browser tests (tests/browser/); fails, rather than skipping them, when it cannot
+browser:
+	bash scripts/install-chromium
+
 # pytest exits 5 when it collects no tests; that is not a failure of the suite
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q -m "not gpu"; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 lint: install

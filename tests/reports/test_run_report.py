@@ -310,3 +310,13 @@ def test_line_chart_geometry():
     assert any(d["cls"] == "marker" for d in chart["dots"])
     assert svg.line_chart([("x", [])]) is None
     assert svg.line_chart([("flat", [(0, 1.0), (5, 1.0)])]) is not None  # a flat line still gets an axis range
+
+
+def test_step_axis_has_whole_number_ticks():
+    def x_ticks(chart) -> list[str]:
+        return [t["text"] for t in chart["texts"] if t["cls"] == "tick" and t["anchor"] == "middle"]
+
+    assert x_ticks(svg.line_chart([("train", [(1, 5.11), (2, 5.10), (3, 5.08)])])) == ["1", "2", "3"]
+    assert x_ticks(svg.line_chart([("train", [(7, 2.0)])])) == ["6", "7", "8"]  # one step still gets an axis
+    epochs = svg.line_chart([("train", [(0.25, 2.0), (0.5, 1.5), (0.75, 1.2)])], x_label="epoch")
+    assert "0.5" in x_ticks(epochs)  # fractional x keeps fractional ticks

@@ -156,14 +156,17 @@ def funnel(steps: Sequence[tuple[str, int, int]], width: int = 640) -> Chart | N
 PALETTE = 6  # line series cycle through CSS classes l0..l5
 
 
-def _nice_axis(lo: float, hi: float, count: int = 5) -> tuple[float, float, list[float]]:
-    """Round the range out to a 1/2/2.5/5 x 10^k step so tick labels read cleanly."""
+def _nice_axis(lo: float, hi: float, count: int = 5, whole: bool = False) -> tuple[float, float, list[float]]:
+    """Round the range out to a 1/2/2.5/5 x 10^k step so tick labels read cleanly; `whole` keeps the step a
+    whole number (for steps and epochs counted in units)."""
     if hi <= lo:
         pad = abs(lo) * 0.05 or 1.0
         lo, hi = lo - pad, hi + pad
     raw = (hi - lo) / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw <= m * magnitude)
+    if whole:
+        step = float(max(1, math.ceil(step)))
     start, stop = math.floor(lo / step) * step, math.ceil(hi / step) * step
     ticks = [start + i * step for i in range(round((stop - start) / step) + 1)]
     return start, stop, [round(t, 12) for t in ticks]
@@ -193,7 +196,7 @@ def line_chart(
     ys = [y for _, points in clean for _, y in points] + [y for _, _, y in marks]
     legend = _legend_slots([name for name, _ in clean], 104.0, width - 20.0)
     left, right, top, bottom = 64.0, 20.0, 30.0 + 16 * max(row for _, row in legend), 40.0
-    x_lo, x_hi, x_ticks = _nice_axis(min(xs), max(xs), 6)
+    x_lo, x_hi, x_ticks = _nice_axis(min(xs), max(xs), 6, whole=all(x.is_integer() for x in xs))
     y_lo, y_hi, y_ticks = _nice_axis(min(ys), max(ys), 4)
     plot_w, plot_h = width - left - right, height - top - bottom
 
