@@ -1,30 +1,24 @@
-"""Artifact schemas (the dataset card) and the helpers that write artifacts atomically.
+"""Artifact schemas (the dataset card, the run and eval manifests) and the functions that read and write them.
 
-Ground floor: imports nothing of tunesmith. `card.json` is the contract between curation and the
-stages downstream; it is written last, so its presence means the dataset version is complete.
+Ground floor: imports nothing of tunesmith but config.py and artifact_io.py (atomic writes, hashing, validated
+reads). `card.json` is the contract between curation and the stages downstream; it is written last, so its
+presence means the dataset version is complete.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from tunesmith.artifact_io import read_artifact, sha256_file, write_artifact
 from tunesmith.config import StrictModel
 
 CARD_FILE = "card.json"
-M = TypeVar("M", bound=StrictModel)
-
-
-class ArtifactError(ValueError):
-    """An artifact file that does not validate; the message names the file and the field."""
 
 
 def inside_folder(value: str, what: str, subfolders: bool = False) -> str:
@@ -121,62 +115,12 @@ class DatasetCard(StrictModel):
         return next((s for s in self.stages if s.name == name), None)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_artifact(artifact: StrictModel, path: Path) -> Path:
-    atomic_write_text(path, artifact.model_dump_json(indent=2) + "\n")
-    return path
-
-
-def _read_artifact(cls: type[M], path: Path, file_name: str, missing: str) -> M:
-    """Read and validate an artifact; `path` may be the file or the folder holding it."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / file_name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: {missing}") from None
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON at line {err.lineno}: {err.msg}") from None
-    try:
-        return cls.model_validate_json(text)
-    except ValidationError as err:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in err.errors()]
-        raise ArtifactError(f"{path}: invalid {cls.__name__}: " + "\n  ".join(problems)) from None
-
-
 def write_card(card: DatasetCard, directory: Path) -> Path:
-    return _write_artifact(card, Path(directory) / CARD_FILE)
+    return write_artifact(card, Path(directory) / CARD_FILE)
 
 
 def read_card(path: Path) -> DatasetCard:
-    return _read_artifact(DatasetCard, path, CARD_FILE, "no dataset card here (is the version complete?)")
+    return read_artifact(DatasetCard, path, CARD_FILE, "no dataset card here (is the version complete?)")
 
 
 def split_problems(card: DatasetCard, directory: Path) -> list[str]:
@@ -242,11 +186,11 @@ class RunManifest(StrictModel):
 
 
 def write_run(manifest: RunManifest, directory: Path) -> Path:
-    return _write_artifact(manifest, Path(directory) / RUN_FILE)
+    return write_artifact(manifest, Path(directory) / RUN_FILE)
 
 
 def read_run(path: Path) -> RunManifest:
-    return _read_artifact(RunManifest, path, RUN_FILE, "no run manifest here (did the run finish?)")
+    return read_artifact(RunManifest, path, RUN_FILE, "no run manifest here (did the run finish?)")
 
 
 EVAL_FILE = "eval.json"
@@ -307,8 +251,8 @@ class EvalManifest(StrictModel):
 
 
 def read_eval(path: Path) -> EvalManifest:
-    return _read_artifact(EvalManifest, path, EVAL_FILE, "no eval.json here (run `tunesmith eval` first)")
+    return read_artifact(EvalManifest, path, EVAL_FILE, "no eval.json here (run `tunesmith eval` first)")
 
 
 def write_eval(manifest: EvalManifest, directory: Path) -> Path:
-    return _write_artifact(manifest, Path(directory) / EVAL_FILE)
+    return write_artifact(manifest, Path(directory) / EVAL_FILE)

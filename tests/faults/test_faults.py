@@ -10,7 +10,11 @@ import json
 import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +24,7 @@ from tests.train.runs import assert_same_adapter, config_for
 from tunesmith.artifacts import read_card, split_problems
 from tunesmith.cli import main
 from tunesmith.config import dump_config, load_config
+from tunesmith.curate import background
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.pipeline import run_curate
 from tunesmith.train.checkpoints import COMPLETE, STAGING, DiskFullError, latest_checkpoint
@@ -217,3 +222,46 @@ def test_a_work_folder_killed_after_its_card_is_written_is_not_taken_for_a_versi
     first.directory.rename(first.directory.with_name(".tmp-killed"))  # card.json written, rename never happened
     again = run_curate(config)
     assert not again.directory.name.startswith(".")
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie only waits for whoever adopted it to reap it)."""
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except ProcessLookupError:
+        return False
+    except FileNotFoundError:  # gone since os.kill, or no /proc at all (not Linux: os.kill had the last word)
+        return not Path("/proc").is_dir()
+
+
+def test_a_killed_curate_takes_its_background_inspector_with_it(tmp_path):
+    """SIGKILL runs no cleanup in curate, so its forked inspector must notice the death itself and not run on."""
+    if not background.can_fork():
+        pytest.skip("inspectors run inline without fork and two cores")
+    write_rows(tmp_path / "rows.jsonl", n=50)
+    config = CurateConfig(name="gen", output_dir=str(tmp_path / "out"), sources=[{"path": str(tmp_path / "rows.jsonl")}],
+                          stages=[{"stage": "validate"}, {"stage": "bias_audit"}, {"stage": "split"}], report=False)
+    pid_file = tmp_path / "inspector.pid"
+    curate = subprocess.Popen([sys.executable, "-m", "tests.faults.slow_inspector", str(pid_file),
+                               yaml_of(config, tmp_path / "curate.yaml")],
+                              cwd=Path(__file__).resolve().parents[2], stderr=subprocess.PIPE, text=True)
+    inspector = None
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and curate.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pid_file.exists(), f"the inspector never started (exit {curate.poll()}): {curate.stderr.read()[-3000:]}"
+        inspector = int(pid_file.read_text())
+        assert inspector != curate.pid and running(inspector)  # a forked child, still lingering
+        curate.kill()
+        assert curate.wait(timeout=10) == -9
+        deadline = time.monotonic() + 5
+        while running(inspector) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not running(inspector), f"inspector {inspector} outlived its killed parent"
+    finally:
+        curate.kill()
+        curate.wait()
+        if inspector is not None and running(inspector):
+            os.kill(inspector, signal.SIGKILL)

@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from tests.train.conftest import FIXTURE
-from tunesmith.artifacts import ArtifactError, SplitRecord, StageRecord, open_card, read_card
+from tunesmith.artifact_io import ArtifactError
+from tunesmith.artifacts import SplitRecord, StageRecord, open_card, read_card
 from tunesmith.cli import main
 from tunesmith.config import ConfigError, load_config
 from tunesmith.curate.config import CurateConfig

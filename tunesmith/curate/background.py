@@ -2,14 +2,19 @@
 
 The child inherits the rows through fork (copy-on-write, nothing pickled), runs the stage, and sends
 its StageRecord back through a pipe; the parent collects it at the end. On a machine with one core, or
-without fork, the stage runs inline, with the same result.
+without fork, the stage runs inline, with the same result. A parent killed outright (SIGKILL runs no cleanup)
+takes its child with it: Linux is asked to kill the child, elsewhere a thread in the child watches the parent.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass
 
 from tunesmith.artifacts import StageRecord
@@ -17,6 +22,8 @@ from tunesmith.curate.record import Example
 from tunesmith.curate.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def can_fork() -> bool:
@@ -41,7 +48,6 @@ class BackgroundStage:
             raise RuntimeError(f"stage {self.name} failed in its background process: {payload or 'no output'}")
         return StageRecord.model_validate_json(payload)
 
-
     def cancel(self) -> None:
         """Stop the child and reap it (used when the pipeline fails before collecting it)."""
         try:
@@ -55,8 +61,10 @@ class BackgroundStage:
 def start(stage: Stage, examples: list[Example], ctx: StageContext) -> BackgroundStage:
     """Fork a child that runs `stage` on `examples`; the parent returns at once."""
     read_fd, write_fd = os.pipe()
+    parent_pid, prctl = os.getpid(), _linux_prctl()  # looked up before fork, so the child imports nothing first
     pid = os.fork()
     if pid == 0:  # the child: run, report, and leave without running the parent's exit handlers
+        _exit_with_parent(parent_pid, prctl)
         os.close(read_fd)
         code = 0
         try:
@@ -72,3 +80,35 @@ def start(stage: Stage, examples: list[Example], ctx: StageContext) -> Backgroun
         os._exit(code)
     os.close(write_fd)
     return BackgroundStage(stage.name, pid, read_fd)
+
+
+@functools.cache
+def _linux_prctl():
+    """The C library's prctl on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _exit_with_parent(parent_pid: int, prctl) -> None:
+    """Make this forked child end when its parent does, so a killed `tunesmith curate` leaves no orphan behind.
+
+    The kernel's death signal is tied to the thread that forked, which stays in `run_stages` until it has
+    collected the child, so it lives as long as the parent needs the child.
+    """
+    if prctl is None or prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before anyone watched it: no signal will come
+        os._exit(1)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Portable fallback: an orphan is adopted by another process, so its parent pid changes."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.2)
+    os._exit(1)

@@ -11,13 +11,13 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import (
     CARD_FILE,
     GateRecord,
     SplitRecord,
     StageRecord,
     read_card,
-    sha256_file,
 )
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.record import Example

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tunesmith.artifacts import SourceRecord, sha256_file
+from tunesmith.artifact_io import sha256_file
+from tunesmith.artifacts import SourceRecord
 from tunesmith.config import StrictModel
 from tunesmith.curate.readers import SourceError, parse_csv, parse_json, parse_jsonl, read_hub, read_parquet
 from tunesmith.curate.record import Example

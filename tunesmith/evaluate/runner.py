@@ -17,16 +17,15 @@ from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tunesmith.artifact_io import atomic_write_text, sha256_file
 from tunesmith.artifacts import (
     EVAL_FILE,
     CardError,
     EvalManifest,
     MetricComparison,
-    atomic_write_text,
     open_card,
     read_eval,
     read_run,
-    sha256_file,
     write_eval,
 )
 from tunesmith.chat import encode_rows

@@ -16,7 +16,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from tunesmith.artifacts import DatasetCard, StageRecord, atomic_write_text
+from tunesmith.artifact_io import atomic_write_text
+from tunesmith.artifacts import DatasetCard, StageRecord
 from tunesmith.reports import svg
 
 TEMPLATE = "audit.html.j2"

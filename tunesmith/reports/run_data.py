@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import (
     EVAL_FILE,
     RUN_FILE,
@@ -19,7 +20,6 @@ from tunesmith.artifacts import (
     read_card,
     read_eval,
     read_run,
-    sha256_file,
 )
 
 EVAL_DIR = "eval"

@@ -17,7 +17,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from tunesmith.artifacts import EvalManifest, MetricComparison, atomic_write_text
+from tunesmith.artifact_io import atomic_write_text
+from tunesmith.artifacts import EvalManifest, MetricComparison
 from tunesmith.reports import metric_text as mt
 from tunesmith.reports import svg
 from tunesmith.reports.audit import script_json

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.artifacts import sha256_file
+from tunesmith.artifact_io import sha256_file
 from tunesmith.models import compute_dtype, load_causal_lm, load_tokenizer, resolve_model_dir
 from tunesmith.train.config import TrainConfig
 

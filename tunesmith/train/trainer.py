@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from tunesmith.artifacts import RunManifest, atomic_write_text, open_card, write_run
+from tunesmith.artifact_io import atomic_write_text
+from tunesmith.artifacts import RunManifest, open_card, write_run
 from tunesmith.chat import encode_rows
 from tunesmith.config import dump_config
 from tunesmith.models import compute_dtype
