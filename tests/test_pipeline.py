@@ -13,23 +13,12 @@ from tunesmith.cli import main
 from tunesmith.config import ConfigError
 from tunesmith.pipeline import load_run_config, run_pipeline
 
-FIXTURE = Path(__file__).parent / "fixtures" / "sft_tiny.jsonl"
+from .tiny_pipeline import write_pipeline_config
 
 
 @pytest.fixture
 def pipeline_yaml(tmp_path, tiny_tokenizer_dir, tiny_model_dir) -> Path:
-    config = {
-        "curate": {"name": "tiny", "output_dir": str(tmp_path / "data"), "tokenizer": str(tiny_tokenizer_dir),
-                   "sources": [{"path": str(FIXTURE)}], "gates": {"min_rows": 5},
-                   "stages": [{"stage": "validate"}, {"stage": "exact_dedup"},
-                              {"stage": "split", "ratios": {"train": 0.6, "validation": 0.1, "test": 0.3}}]},
-        "train": {"model": str(tiny_model_dir), "output_dir": str(tmp_path / "runs"), "max_steps": 3, "batch_size": 4,
-                  "learning_rate": 5e-3, "max_seq_len": 256, "lora": {"r": 4, "alpha": 8}},
-        "eval": {"generation": {"max_new_tokens": 6}, "bootstrap": {"resamples": 200}},
-    }
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_pipeline_config(tmp_path, tiny_tokenizer_dir, tiny_model_dir)
 
 
 def test_run_curates_trains_evaluates_reports_then_reuses_everything(pipeline_yaml, capsys):

@@ -71,6 +71,12 @@ class ReportPage:
         widths = self.page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
         assert widths[0] <= widths[1], f"{self.path.name} is {widths[0]}px wide in a {widths[1]}px window"
 
+    def assert_fits_phone(self, screenshot_name: str) -> None:
+        """At a phone's width (390 px) the page still never scrolls sideways; keep a screenshot of it."""
+        self.page.set_viewport_size({"width": 390, "height": 844})
+        self.assert_fits_width()
+        self.screenshot(screenshot_name)
+
     def visible_texts(self, selector: str) -> list[str]:
         return [text.strip() for text in self.page.locator(selector).filter(visible=True).all_inner_texts()]
 

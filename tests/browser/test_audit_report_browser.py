@@ -75,6 +75,4 @@ def test_card_download_is_the_card(open_report, audit):
 def test_audit_report_on_a_phone_width(open_report, audit):
     path, _ = audit
     report = open_report(path)
-    report.page.set_viewport_size({"width": 390, "height": 844})
-    report.assert_fits_width()
-    report.screenshot("audit-report-phone")
+    report.assert_fits_phone("audit-report-phone")

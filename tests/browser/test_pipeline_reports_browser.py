@@ -8,32 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from tunesmith.artifacts import read_run
 from tunesmith.cli import main
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "sft_tiny.jsonl"
+from ..tiny_pipeline import write_pipeline_config
 
-
-def pipeline_config(tmp_path: Path, tokenizer: Path, model: Path) -> Path:
-    config = {
-        "curate": {"name": "tiny", "output_dir": str(tmp_path / "data"), "tokenizer": str(tokenizer),
-                   "sources": [{"path": str(FIXTURE)}], "gates": {"min_rows": 5},
-                   "stages": [{"stage": "validate"}, {"stage": "exact_dedup"}, {"stage": "near_dedup"},
-                              {"stage": "pii"}, {"stage": "token_stats", "max_seq_len": 256},
-                              {"stage": "split", "ratios": {"train": 0.6, "validation": 0.1, "test": 0.3}}]},
-        "train": {"model": str(model), "output_dir": str(tmp_path / "runs"), "max_steps": 3, "batch_size": 4,
-                  "learning_rate": 5e-3, "max_seq_len": 256, "lora": {"r": 4, "alpha": 8}},
-        "eval": {"generation": {"max_new_tokens": 6}, "bootstrap": {"resamples": 200}},
-    }
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+STAGES = [{"stage": "validate"}, {"stage": "exact_dedup"}, {"stage": "near_dedup"}, {"stage": "pii"},
+          {"stage": "token_stats", "max_seq_len": 256},
+          {"stage": "split", "ratios": {"train": 0.6, "validation": 0.1, "test": 0.3}}]
 
 
 def test_reports_of_a_real_run_render_cleanly(open_report, tmp_path, tiny_tokenizer_dir, tiny_model_dir, capsys):
-    config = pipeline_config(tmp_path, tiny_tokenizer_dir, tiny_model_dir)
+    config = write_pipeline_config(tmp_path, tiny_tokenizer_dir, tiny_model_dir, STAGES)
     assert main(["run", str(config)]) == 0
     run_report = Path(capsys.readouterr().out.strip().splitlines()[-1])
     audit_reports = list((tmp_path / "data").rglob("report.html"))

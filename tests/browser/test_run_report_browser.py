@@ -167,6 +167,4 @@ def test_compare_page_renders_and_warns_about_different_test_sets(open_report, t
 def test_run_report_on_a_phone_width(open_report, hostile_run):
     path, _ = hostile_run
     report = open_report(path)
-    report.page.set_viewport_size({"width": 390, "height": 844})
-    report.assert_fits_width()
-    report.screenshot("run-report-phone")
+    report.assert_fits_phone("run-report-phone")
