@@ -12,7 +12,7 @@ from tunesmith.artifacts import read_eval
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.pipeline import run_curate
 from tunesmith.evaluate.config import EvalConfig
-from tunesmith.evaluate.runner import prompt_and_references, run_eval
+from tunesmith.evaluate.runner import eval_id, prompt_and_references, run_eval
 from tunesmith.train.config import TrainConfig
 from tunesmith.train.trainer import train
 
@@ -65,6 +65,14 @@ def test_the_same_inputs_reuse_the_eval_and_new_settings_replace_it(run_dir):
     changed = read_eval(run_eval(small_eval(run_dir, max_examples=3)))
     assert changed.eval_id != first.eval_id and changed.n_examples == 3
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".eval")]  # no staging folders left behind
+
+
+def test_default_metrics_and_the_same_list_written_out_give_one_eval_id(tmp_path):
+    written = EvalConfig(run="r/run.json", metrics=["bleu", "chrf", "rouge", "exact_match"])
+    assert EvalConfig(run="r/run.json").metrics == written.metrics  # "rouge" expanded either way
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    assert eval_id(EvalConfig(run="r/run.json"), tmp_path, "ab" * 32) == eval_id(written, tmp_path, "ab" * 32)
 
 
 def test_the_base_model_is_the_adapter_disabled(run_dir):

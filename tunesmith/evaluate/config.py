@@ -26,6 +26,7 @@ class EvalConfig(StrictModel):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     metrics: list[str] = Field(
         default_factory=lambda: ["bleu", "chrf", "rouge", "exact_match"],
+        validate_default=True,  # expanded like a written list, so both give the same eval id
         description="Text metrics on generated answers: bleu, chrf, rouge (1, 2, L, Lsum), exact_match.",
     )
     general_text: str | None = Field(
