@@ -1,4 +1,8 @@
-"""The `card` fixture: the tiny SFT fixture curated into a dataset card with train and validation splits."""
+"""The `card` fixture: the tiny SFT fixture curated into a dataset card with train and validation splits.
+
+The validation split has an exact size (4 rows), so the losses the training tests expect do not depend on
+sampling noise in a ratio split.
+"""
 
 from pathlib import Path
 
@@ -16,5 +20,5 @@ def card(tmp_path, tiny_tokenizer_dir) -> Path:
                           sources=[{"path": str(FIXTURE)}], gates={"min_rows": 5},
                           stages=[{"stage": "validate", "max_chars": 5000}, {"stage": "exact_dedup"},
                                   {"stage": "token_stats", "max_seq_len": 256},
-                                  {"stage": "split", "ratios": {"train": 0.8, "validation": 0.2}}])
+                                  {"stage": "split", "sizes": {"validation": 4}, "ratios": {"train": 1.0}}])
     return run_curate(config).directory / "card.json"

@@ -1,8 +1,15 @@
 """The `split` stage: deterministic, group-aware, optionally stratified train/validation/test assignment.
 
-Groups (near-duplicate clusters tagged by `near_dedup`, or a user column) are ordered by a hash of
-(group key, seed) and cut by size, so a group never straddles splits and the assignment depends only on
-the rows and the seed, not on the order they arrive in.
+Each group (a near-duplicate cluster tagged by `near_dedup`, a user column's value, or a single row) gets a
+position in [0, 1) from a hash of (seed, group key), so a group never straddles splits and the assignment
+depends only on the rows and the seed, not on the order they arrive in.
+
+With ratios alone, a group's split follows from its own position (the ratios cut [0, 1) into intervals),
+so adding or removing rows never moves another row to a different split: a new dataset version keeps its
+old rows where they were, and a model trained on one version is not tested on its own training rows in the
+next. Split sizes then follow the ratios up to sampling noise. Absolute `sizes` and `stratify` ask for exact
+counts instead: groups are taken in position order until each split is full, so rows near a cut can move
+when other rows are added or removed (`tunesmith card diff` counts them).
 """
 
 from __future__ import annotations
@@ -59,13 +66,18 @@ class Split(Stage):
         for key, members in groups.items():
             strata[self._stratum(examples[members[0]])].append(key)
         assignment: dict[str, str] = {}
+        exact = bool(self.config.sizes or self.config.stratify)
         for stratum_keys in strata.values():
-            assignment.update(self._assign(stratum_keys, groups, len(examples), len(strata)))
+            if exact:
+                assignment.update(self._cut_by_count(stratum_keys, groups, len(examples)))
+            else:
+                assignment.update({key: self._split_at(self._position(key)) for key in stratum_keys})
         out = [ex.replace(split=assignment[self._group_key(ex)]) for ex in examples]
         sizes = Counter(ex.split for ex in out)
         ctx.finding("sizes", {name: sizes.get(name, 0) for name in self._names()})
         ctx.finding("groups", sum(1 for m in groups.values() if len(m) > 1))
         ctx.finding("stratify", self.config.stratify)
+        ctx.finding("assignment", "exact counts" if exact else "stable by hash position")
         if self.config.stratify:
             table: dict[str, Counter] = defaultdict(Counter)
             for ex in out:
@@ -84,9 +96,24 @@ class Split(Stage):
     def _stratum(self, example: Example) -> str:
         return str(example.meta.get(self.config.stratify, "")) if self.config.stratify else ""
 
-    def _assign(self, keys: list[str], groups: dict[str, list[int]], total: int, n_strata: int) -> dict[str, str]:
-        """Cut the hash-ordered groups of one stratum into splits by row count."""
-        ordered = sorted(keys, key=lambda k: hashlib.sha256(f"{self.config.seed}:{k}".encode()).digest())
+    def _position(self, key: str) -> float:
+        digest = hashlib.sha256(f"{self.config.seed}:{key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    def _split_at(self, position: float) -> str:
+        """The split whose interval of [0, 1) holds `position`; intervals follow the ratios, train's last."""
+        ratios = self.config.ratios
+        largest = max(ratios, key=ratios.get)
+        edge = 0.0
+        for name in [k for k in ratios if k != largest]:
+            edge += ratios[name]
+            if position < edge:
+                return name
+        return largest
+
+    def _cut_by_count(self, keys: list[str], groups: dict[str, list[int]], total: int) -> dict[str, str]:
+        """Cut the position-ordered groups of one stratum into splits by row count (exact shares)."""
+        ordered = sorted(keys, key=self._position)
         rows = sum(len(groups[k]) for k in keys)
         targets = self._targets(rows, total)
         assignment, names, filled, current = {}, list(targets), 0, 0
