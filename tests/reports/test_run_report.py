@@ -229,6 +229,7 @@ def test_every_metric_and_example_shown(page):
     assert "no sign of forgetting" in page  # the forgetting check is interpreted
     assert 'class="headline"' in page and "<polyline" in page  # headline row marked; loss curves drawn
     assert "1 line(s) of metrics.jsonl" in page  # the broken line is reported, not fatal
+    assert ">1.3000</span><span class=\"stat-label\">last train loss" in page  # step 40, not the mean (1.1)
     assert page.count("<tr data-gain=") == 6
     assert 'data-gain="-25.0"' in page  # ex-5: base 50, tuned 25 -> a regression sorts last by gain
     assert "Stage funnel" in page and "4 duplicates" in page  # card summary with its audit findings

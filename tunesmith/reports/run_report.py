@@ -153,7 +153,8 @@ def _training(art: RunArtifacts) -> dict[str, Any]:
     best = min(evals + ([last_eval] if last_eval else []), key=lambda p: p[1], default=None)
     stats = [
         ("steps", svg.fmt_number(int(max((x for x, _ in train + evals), default=0)))),
-        ("final train loss", _fmt(final.get("train_loss", train[-1][1] if train else None))),
+        # the trainer's own train_loss is the mean over the whole run, so the last logged step is shown when there is one
+        ("last train loss", _fmt(train[-1][1])) if train else ("mean train loss", _fmt(final.get("train_loss"))),
         ("final eval loss (saved adapter)", _fmt(last_eval[1] if last_eval else final.get("eval_loss"))),
         ("best eval loss", f"{_fmt(best[1])} @ step {svg.fmt_number(best[0])}" if best else "–"),
         ("median tokens/s", svg.fmt_number(round(statistics.median(speeds))) if speeds else "–"),
