@@ -14,7 +14,9 @@ when other rows are added or removed (`tunesmith card diff` counts them).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 from collections import Counter, defaultdict
 
 from pydantic import Field, model_validator
@@ -71,7 +73,8 @@ class Split(Stage):
             if exact:
                 assignment.update(self._cut_by_count(stratum_keys, groups, len(examples)))
             else:
-                assignment.update({key: self._split_at(self._position(key)) for key in stratum_keys})
+                edges, names = self._intervals()
+                assignment.update({key: names[bisect.bisect_right(edges, self._position(key))] for key in stratum_keys})
         out = [ex.replace(split=assignment[self._group_key(ex)]) for ex in examples]
         sizes = Counter(ex.split for ex in out)
         ctx.finding("sizes", {name: sizes.get(name, 0) for name in self._names()})
@@ -100,16 +103,12 @@ class Split(Stage):
         digest = hashlib.sha256(f"{self.config.seed}:{key}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
-    def _split_at(self, position: float) -> str:
-        """The split whose interval of [0, 1) holds `position`; intervals follow the ratios, train's last."""
+    def _intervals(self) -> tuple[list[float], list[str]]:
+        """The ratios cut [0, 1) into one interval per split, the largest (train) last: upper edges and names."""
         ratios = self.config.ratios
         largest = max(ratios, key=ratios.get)
-        edge = 0.0
-        for name in [k for k in ratios if k != largest]:
-            edge += ratios[name]
-            if position < edge:
-                return name
-        return largest
+        names = [k for k in ratios if k != largest]
+        return list(itertools.accumulate(ratios[k] for k in names)), [*names, largest]
 
     def _cut_by_count(self, keys: list[str], groups: dict[str, list[int]], total: int) -> dict[str, str]:
         """Cut the position-ordered groups of one stratum into splits by row count (exact shares)."""
