@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunesmith.artifacts import read_eval, read_run
+from tunesmith.artifacts import choose_eval, read_eval, read_run
 from tunesmith.cli import main
 from tunesmith.config import ConfigError
 from tunesmith.pipeline import load_run_config, run_pipeline
@@ -27,7 +27,7 @@ def test_run_curates_trains_evaluates_reports_then_reuses_everything(pipeline_ya
     report = Path(first.strip().splitlines()[-1])
     assert report.name == "report.html" and report.is_file()
     run_dir = report.parent
-    manifest, evaluation = read_run(run_dir), read_eval(run_dir / "eval")
+    manifest, evaluation = read_run(run_dir), read_eval(choose_eval(run_dir))
     assert evaluation.run_id == manifest.run_id and evaluation.card_fingerprint == manifest.card_fingerprint
     assert manifest.card_fingerprint[:8] in manifest.run_id  # the run id is derived from the card and settings
     html = report.read_text()
@@ -37,7 +37,7 @@ def test_run_curates_trains_evaluates_reports_then_reuses_everything(pipeline_ya
     assert run_pipeline(load_run_config(pipeline_yaml), say=said.append) == report
     assert [line.split(" ", 2)[:2] for line in said] == [["curate:", "reused"], ["train:", "reused"],
                                                          ["eval:", "reused"], ["report:", str(report)]]
-    assert read_eval(run_dir / "eval").created_at == evaluation.created_at
+    assert read_eval(choose_eval(run_dir)).created_at == evaluation.created_at
 
     said.clear()  # new train settings: a new run, evaluated and reported
     other = run_pipeline(load_run_config(pipeline_yaml, ["train.max_steps=2"]), say=said.append)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import TypeVar
@@ -15,11 +16,16 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from tunesmith.config import StrictModel
+from tunesmith.errors import MissingInputError, UsageError
 
 M = TypeVar("M", bound=StrictModel)
 
+# card.json, run.json and eval.json are a few kB to a few MB; anything far bigger is not one of ours, and
+# reading it whole (e.g. `card show /dev/zero`) would never end
+MAX_ARTIFACT_BYTES = 64 << 20
 
-class ArtifactError(ValueError):
+
+class ArtifactError(UsageError):
     """An artifact file that does not validate; the message names the file and the field."""
 
 
@@ -52,19 +58,53 @@ def write_artifact(artifact: StrictModel, path: Path) -> Path:
     return path
 
 
+def open_regular(path: Path, what: str):
+    """Open a file for binary reading, refusing anything but a regular file (a FIFO, a device, a folder).
+
+    The mode is checked before opening, since opening a FIFO blocks until a writer comes; the open itself is
+    non-blocking and re-checked, so a file swapped for a FIFO in between cannot hang the read either.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: {what} is missing") from None
+    if not stat.S_ISREG(mode):
+        raise ArtifactError(f"{path}: {what} must be a regular file, but this is {file_kind(mode)}")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ArtifactError(f"{path}: {what} is not a regular file (it changed while being opened)")
+    return os.fdopen(fd, "rb")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words, for messages."""
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
 def read_artifact(cls: type[M], path: Path, file_name: str, missing: str) -> M:
     """Read and validate an artifact; `path` may be the file or the folder holding it."""
     path = Path(path)
     if path.is_dir():
         path = path / file_name
+    if not path.exists() and not path.is_symlink():
+        raise MissingInputError(f"{path}: {missing}")
+    with open_regular(path, file_name) as handle:
+        data = handle.read(MAX_ARTIFACT_BYTES + 1)
+    if len(data) > MAX_ARTIFACT_BYTES:
+        raise ArtifactError(f"{path}: larger than {MAX_ARTIFACT_BYTES >> 20} MiB, the most a {file_name} may hold; "
+                            f"this is not a {file_name} written by tunesmith")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: {missing}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ArtifactError(f"{path}: not UTF-8 text (byte {err.start}); this is not a {file_name}") from None
     try:
         json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON at line {err.lineno}: {err.msg}") from None
+        raise ArtifactError(f"{path}: not valid JSON at line {err.lineno}: {err.msg}") from None
     try:
         return cls.model_validate_json(text)
     except ValidationError as err:

@@ -1,13 +1,12 @@
 """Artifact schemas (the dataset card, the run and eval manifests) and the functions that read and write them.
 
-Ground floor: imports nothing of tunesmith but config.py and artifact_io.py (atomic writes, hashing, validated
-reads). `card.json` is the contract between curation and the stages downstream; it is written last, so its
+Ground floor: imports nothing of tunesmith but config.py, artifact_io.py (atomic writes, hashing, validated
+reads) and card_integrity.py (the checks a card must pass before use). `card.json` is the contract between curation and the stages downstream; it is written last, so its
 presence means the dataset version is complete.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PureWindowsPath
@@ -15,8 +14,17 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tunesmith.artifact_io import read_artifact, sha256_file, write_artifact
+from tunesmith.artifact_io import read_artifact, write_artifact
+from tunesmith.card_integrity import (  # noqa: F401  (split_problems, card_fingerprint: part of this API)
+    CardError,
+    card_fingerprint,
+    card_problems,
+    iter_split_rows,
+    record_problems,
+    split_problems,
+)
 from tunesmith.config import StrictModel
+from tunesmith.errors import UsageError
 
 CARD_FILE = "card.json"
 
@@ -123,22 +131,6 @@ def read_card(path: Path) -> DatasetCard:
     return read_artifact(DatasetCard, path, CARD_FILE, "no dataset card here (is the version complete?)")
 
 
-def split_problems(card: DatasetCard, directory: Path) -> list[str]:
-    """Split files of a card that are missing or changed since it was written (re-hashed)."""
-    problems = []
-    for name, split in card.splits.items():
-        file = Path(directory) / split.file
-        if not file.is_file():
-            problems.append(f"{file}: split {name!r} is missing")
-        elif sha256_file(file) != split.sha256:
-            problems.append(f"{file}: split {name!r} changed since the card was written (sha256 mismatch)")
-    return problems
-
-
-class CardError(ValueError):
-    """A card that must not be used: its split files changed or its quality gates failed."""
-
-
 @dataclass
 class CardSplits:
     card: DatasetCard
@@ -146,21 +138,24 @@ class CardSplits:
     rows: dict[str, list[dict]]  # split name -> rows as curation wrote them (id, messages, source, ...)
 
 
-def open_card(path: Path) -> CardSplits:
-    """Read a card and its split files, refusing a card whose files changed or whose gates failed."""
+def card_location(path: Path) -> tuple[Path, Path]:
+    """(folder, card file) for a card given as either."""
     path = Path(path)
-    directory = path if path.is_dir() else path.parent
+    return (path, path / CARD_FILE) if path.is_dir() else (path.parent, path)
+
+
+def open_card(path: Path) -> CardSplits:
+    """Read a card and its split files, refusing a card that disagrees with its files or whose gates failed."""
+    directory, card_file = card_location(path)
     card = read_card(path)
-    problems = split_problems(card, directory)
+    problems = card_problems(card, directory, card_file, rejected_required=False)
     if problems:
-        raise CardError("refusing a changed dataset version:\n  " + "\n  ".join(problems))
+        raise CardError(f"{card_file}: refusing a dataset version that disagrees with its files:\n  "
+                        + "\n  ".join(problems))
     failed = [g.name for g in card.gates if not g.passed]
     if failed:
         raise CardError(f"{path}: quality gates failed ({', '.join(failed)}); fix the data or the gates first")
-    rows = {}
-    for name, split in card.splits.items():
-        with open(directory / split.file, encoding="utf-8") as handle:
-            rows[name] = [json.loads(line) for line in handle]
+    rows = {name: list(iter_split_rows(directory / split.file, name)) for name, split in card.splits.items()}
     return CardSplits(card, directory, rows)
 
 
@@ -181,6 +176,10 @@ class RunManifest(StrictModel):
     config: dict[str, Any]
     final_metrics: dict[str, float]
     wall_seconds: float
+    torch_threads: int | None = Field(
+        None, description="torch.get_num_threads() during training: an adapter is bit-identical only at equal "
+        "thread counts (None in runs from before it was recorded)."
+    )
     created_at: datetime
     code: CodeRecord
 
@@ -222,7 +221,7 @@ class MetricComparison(StrictModel):
 
 
 class EvalManifest(StrictModel):
-    """`runs/<run_id>/eval/eval.json`: base vs tuned on a card's held-out split. Written last."""
+    """`runs/<run_id>/eval/<eval_id>/eval.json`: base vs tuned on a card's held-out split. Written last."""
 
     schema_version: Literal[1] = 1
     eval_id: str = Field(description="Fingerprint of the run, the card and the eval config: equal ids, equal eval.")
@@ -233,6 +232,14 @@ class EvalManifest(StrictModel):
     split: str
     n_examples: int
     base_model: str
+    base_model_sha256: str | None = Field(None, description="sha256 of the base weights scored (None: not local).")
+    base_changed_from: str | None = Field(
+        None, description="The base sha256 the run was trained on, when this eval scored another base "
+        "(allowed with allow_base_change); None when they match or could not be compared."
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="Why this eval is not the run's plain held-out test (split, cut, base)."
+    )
     device: str
     generation: dict[str, Any] = Field(description="Generation settings used for both models.")
     bootstrap: dict[str, Any] = Field(description="Resamples, confidence and seed of the paired bootstrap.")
@@ -256,3 +263,44 @@ def read_eval(path: Path) -> EvalManifest:
 
 def write_eval(manifest: EvalManifest, directory: Path) -> Path:
     return write_artifact(manifest, Path(directory) / EVAL_FILE)
+
+
+EVAL_DIR = "eval"
+HELD_OUT_SPLIT = "test"
+
+
+def eval_folders(run_dir: Path) -> list[Path]:
+    """Every finished eval of a run: `eval/<eval_id>/`, and `eval/` itself in runs from before one folder per id."""
+    root = Path(run_dir) / EVAL_DIR
+    if not root.is_dir():
+        return []
+    found = sorted(p for p in root.iterdir() if not p.name.startswith(".") and (p / EVAL_FILE).is_file())
+    return found + ([root] if (root / EVAL_FILE).is_file() else [])
+
+
+def choose_eval(run_dir: Path, eval_id: str | None = None) -> Path | None:
+    """The eval folder a reader should show: the one named `eval_id`, else the newest on the test split.
+
+    Plain evals (the whole test split, the run's own base: no warnings) come before cut or changed-base ones;
+    without a test-split eval the newest of any split is chosen (its page says which split it scored). Damaged
+    eval.json files are skipped unless nothing else is there, so the reader can say what is wrong with them.
+    """
+    folders = eval_folders(run_dir)
+    readable: list[tuple[EvalManifest, Path]] = []
+    for folder in folders:
+        try:
+            readable.append((read_eval(folder), folder))
+        except UsageError:
+            continue
+    if eval_id is not None:
+        match = [folder for manifest, folder in readable if manifest.eval_id == eval_id]
+        match = match or [f for f in folders if f.name == eval_id]
+        if not match:
+            known = ", ".join(f"{m.eval_id} ({m.split}, n={m.n_examples})" for m, _ in readable) or "none"
+            raise UsageError(f"{Path(run_dir) / EVAL_DIR}: no eval {eval_id!r}; this run has: {known}")
+        return match[0]
+    held_out = [pair for pair in readable if pair[0].split == HELD_OUT_SPLIT]
+    preferred = [pair for pair in held_out if not pair[0].warnings] or held_out or readable
+    if not preferred:
+        return folders[-1] if folders else None
+    return max(preferred, key=lambda pair: pair[0].created_at)[1]

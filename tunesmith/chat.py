@@ -5,10 +5,13 @@ three count the same tokens.
 A template is rendered once per role sequence with sentinel contents; each row is then assembled by
 string joins, which is exact for templates that insert contents verbatim (checked on the first row of
 each role sequence; otherwise that sequence falls back to rendering every row).
+Data text never becomes a special token: a row whose contents hold a special token's text is encoded piece by
+piece, its contents with special-token matching off, so only the template's own markers are special.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,8 +20,11 @@ IGNORE_INDEX = -100  # the label value the loss skips (transformers' convention)
 _SENTINEL = "\ue000{}\ue001"
 
 
-def _render(tokenizer, messages: list[dict]) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False)
+Span = tuple[int, int]
+
+
+def _render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def end_of_turn(tokenizer) -> str:
@@ -50,43 +56,44 @@ def frame_for(tokenizer, conversation: Sequence[tuple[str, str]]) -> list[str] |
     return pieces if joined == real else None
 
 
-def _spans_from_pieces(pieces: list[str], roles, contents, eot: str) -> tuple[str, list[tuple[int, int]]]:
-    parts, spans, pos = [], [], 0
+def _spans_from_pieces(pieces: list[str], roles, contents, eot: str) -> tuple[str, list[Span], list[Span]]:
+    """The joined text, the trained spans (assistant content + end of turn) and every content's span."""
+    parts, spans, where, pos = [], [], [], 0
     for i, (role, content) in enumerate(zip(roles, contents)):
         parts.append(pieces[i])
         pos += len(pieces[i])
         start = pos
         parts.append(content)
         pos += len(content)
+        where.append((start, pos))
         if role == "assistant":
             after = pieces[i + 1]
             cut = after.find(eot) if eot else -1
             spans.append((start, pos + (cut + len(eot) if cut >= 0 else 0)))
     parts.append(pieces[-1])
-    return "".join(parts), spans
+    return "".join(parts), spans, where
 
 
-def _spans_by_search(text: str, roles, contents, eot: str) -> list[tuple[int, int]]:
-    spans, cursor = [], 0
+def _spans_by_search(text: str, roles, contents, eot: str) -> tuple[list[Span], list[Span]]:
+    spans, where, cursor = [], [], 0
     for role, content in zip(roles, contents):
         start = text.find(content, cursor)
         if start < 0:
             continue
         end = start + len(content)
         cursor = end
+        where.append((start, end))
         if role == "assistant":
             cut = text.find(eot, end) if eot else -1
             spans.append((start, cut + len(eot) if cut >= 0 and text[end:cut].strip() == "" else end))
-    return spans
+    return spans, where
 
 
-def render_with_spans(
-    tokenizer, conversations: Sequence[Sequence[tuple[str, str]]]
-) -> tuple[list[str], list[list[tuple[int, int]]]]:
-    """Rendered texts and, per text, the character spans of assistant turns (content + end of turn)."""
+def _render_rows(tokenizer, conversations: Sequence[Sequence[tuple[str, str]]]):
+    """Rendered texts, their trained spans and their content spans."""
     eot = end_of_turn(tokenizer)
     frames: dict[tuple[str, ...], list[str] | None] = {}
-    texts, spans = [], []
+    texts, spans, contents_at = [], [], []
     for conversation in conversations:
         roles = tuple(r for r, _ in conversation)
         contents = [c for _, c in conversation]
@@ -94,27 +101,107 @@ def render_with_spans(
             frames[roles] = frame_for(tokenizer, conversation)
         pieces = frames[roles]
         if pieces is not None:
-            text, row_spans = _spans_from_pieces(pieces, roles, contents, eot)
+            text, row_spans, where = _spans_from_pieces(pieces, roles, contents, eot)
         else:
             text = _render(tokenizer, [{"role": r, "content": c} for r, c in conversation])
-            row_spans = _spans_by_search(text, roles, contents, eot)
+            row_spans, where = _spans_by_search(text, roles, contents, eot)
         texts.append(text)
         spans.append(row_spans)
+        contents_at.append(where)
+    return texts, spans, contents_at
+
+
+def render_with_spans(
+    tokenizer, conversations: Sequence[Sequence[tuple[str, str]]]
+) -> tuple[list[str], list[list[Span]]]:
+    """Rendered texts and, per text, the character spans of assistant turns (content + end of turn)."""
+    texts, spans, _ = _render_rows(tokenizer, conversations)
     return texts, spans
+
+
+def special_token_pattern(tokenizer) -> re.Pattern | None:
+    """Matches the text of any added or special token (the strings the tokenizer turns into one id on sight)."""
+    strings = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.content}
+    strings.update(t for t in getattr(tokenizer, "all_special_tokens", []) if t)
+    return re.compile("|".join(re.escape(s) for s in sorted(strings, key=len, reverse=True))) if strings else None
+
+
+def _segments(length: int, contents: list[Span]) -> list[tuple[int, int, bool]]:
+    """(start, end, is_content) pieces covering [0, length) in order."""
+    segments, pos = [], 0
+    for lo, hi in sorted(contents):
+        lo = max(lo, pos)
+        if lo > pos:
+            segments.append((pos, lo, False))
+        if hi > lo:
+            segments.append((lo, hi, True))
+        pos = max(pos, hi)
+    if pos < length:
+        segments.append((pos, length, False))
+    return segments
+
+
+def _encode_guarded(backend, text: str, contents: list[Span]) -> tuple[list[int], list[int]]:
+    """Ids and token start offsets with special-token matching off inside the contents and on elsewhere."""
+    ids, starts = [], []
+    previous = backend.encode_special_tokens
+    try:
+        for lo, hi, literal in _segments(len(text), contents):
+            backend.encode_special_tokens = literal
+            encoding = backend.encode(text[lo:hi], add_special_tokens=False)
+            ids.extend(encoding.ids)
+            starts.extend(lo + start for start, _ in encoding.offsets)
+    finally:
+        backend.encode_special_tokens = previous
+    return ids, starts
+
+
+def encode_texts(tokenizer, texts: Sequence[str], contents: Sequence[list[Span]]) -> list[tuple[list[int], list[int]]]:
+    """Ids and token start offsets of rendered texts; the data spans in `contents` never yield a special token."""
+    backend = tokenizer.backend_tokenizer
+    special = special_token_pattern(tokenizer)
+    encoded = []
+    for text, where, encoding in zip(texts, contents, backend.encode_batch(list(texts), add_special_tokens=False)):
+        if special is not None and any(special.search(text, lo, hi) for lo, hi in where):
+            encoded.append(_encode_guarded(backend, text, where))
+        else:
+            encoded.append((encoding.ids, [start for start, _ in encoding.offsets]))
+    return encoded
+
+
+def encode_conversations(tokenizer, conversations: Sequence[Sequence[tuple[str, str]]]):
+    """Per conversation: all its token ids and the mask of trained (assistant) tokens, untruncated.
+
+    Training, evaluation and curation's token statistics all count through this, so they agree.
+    """
+    texts, spans, contents = _render_rows(tokenizer, conversations)
+    encoded = []
+    for (ids, starts), row_spans in zip(encode_texts(tokenizer, texts, contents), spans):
+        starts_at = np.asarray(starts, dtype=np.int64)
+        trained = np.zeros(len(ids), dtype=bool)
+        for lo, hi in row_spans:
+            trained |= (starts_at >= lo) & (starts_at < hi)
+        encoded.append((np.asarray(ids, dtype=np.int64), trained))
+    return encoded
+
+
+def encode_prompts(tokenizer, conversations: Sequence[Sequence[dict]]) -> list[list[int]]:
+    """Token ids of each conversation rendered with the generation prompt (only the template holds specials)."""
+    texts, contents = [], []
+    for conversation in conversations:
+        messages = list(conversation)
+        text = _render(tokenizer, messages, generation_prompt=True)
+        texts.append(text)
+        contents.append(_spans_by_search(text, [m["role"] for m in messages], [m["content"] for m in messages], "")[1])
+    return [list(ids) for ids, _ in encode_texts(tokenizer, texts, contents)]
 
 
 def encode_rows(tokenizer, rows: list[dict], max_seq_len: int) -> list[dict]:
     """input_ids and labels per row, truncated at max_seq_len; labels are IGNORE_INDEX outside assistant turns."""
     conversations = [[(m["role"], m["content"]) for m in row["messages"]] for row in rows]
-    texts, spans = render_with_spans(tokenizer, conversations)
-    encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
     encoded = []
-    for row, encoding, row_spans in zip(rows, encodings, spans):
-        ids = np.asarray(encoding.ids[:max_seq_len], dtype=np.int64)
-        starts = np.asarray([start for start, _ in encoding.offsets[:max_seq_len]], dtype=np.int64)
-        trained = np.zeros(len(ids), dtype=bool)
-        for lo, hi in row_spans:
-            trained |= (starts >= lo) & (starts < hi)
+    for row, (ids, trained) in zip(rows, encode_conversations(tokenizer, conversations)):
+        ids, trained = ids[:max_seq_len], trained[:max_seq_len]
         labels = np.where(trained, ids, IGNORE_INDEX)
         encoded.append({"id": row["id"], "input_ids": ids.tolist(), "labels": labels.tolist()})
     return encoded

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
 from tunesmith.config import ConfigError
+from tunesmith.errors import Interrupted, TunesmithError
 
 log = logging.getLogger("tunesmith")
 
@@ -35,7 +39,8 @@ def _curate(args: argparse.Namespace) -> int:
             bar.update(task, advance=1, description=f"{record.name}: {record.rows_out} rows")
 
         try:
-            result = run_curate(config, progress=advance)
+            with writing_into(Path(config.output_dir) / config.name):
+                result = run_curate(config, progress=advance)
         except GateFailure as failure:
             bar.stop()
             console.print(gate_table(failure.gates))
@@ -84,7 +89,8 @@ def _audit(args: argparse.Namespace) -> int:
     from tunesmith.console import console, stage_table
     from tunesmith.curate.audit import run_audit
 
-    card_dir = run_audit(Path(args.path), Path(args.out), fmt=args.format, tokenizer=args.tokenizer)
+    with writing_into(Path(args.out)):
+        card_dir = run_audit(Path(args.path), Path(args.out), fmt=args.format, tokenizer=args.tokenizer)
     from tunesmith.artifacts import read_card
 
     console.print(stage_table(read_card(card_dir).stages))
@@ -109,7 +115,8 @@ def _card(args: argparse.Namespace) -> int:
         for problem in problems:
             log.error("%s", problem)
         if not problems:
-            print(f"{args.cards[0]}: valid; split files match their hashes")
+            print(f"{args.cards[0]}: valid; split files match their hashes and row counts, the fingerprint "
+                  "matches the hashes and config, the stage counts add up")
         return EXIT_DATA if problems else 0
     if len(args.cards) != 2:
         raise ConfigError("`tunesmith card diff` takes two cards: A B")
@@ -122,7 +129,8 @@ def _eval(args: argparse.Namespace) -> int:
     from tunesmith.console import console
     from tunesmith.evaluate.config import EvalConfig
 
-    config = load_config(EvalConfig, Path(args.config), ([f"run={args.run}"] if args.run else []) + args.overrides)
+    flags = ([f"run={args.run}"] if args.run else []) + (["allow_base_change=true"] if args.allow_base_change else [])
+    config = load_config(EvalConfig, Path(args.config), flags + args.overrides)
     if args.dry_run:
         console.print_json(json.dumps(config.model_dump(mode="json")))
         return 0
@@ -147,7 +155,7 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     if len(args.runs) != 1:
         raise ConfigError("`tunesmith report` takes one run folder (or `compare RUN RUN ...`)")
-    print(render_run_report(Path(args.runs[0]), Path(args.out) if args.out else None))
+    print(render_run_report(Path(args.runs[0]), Path(args.out) if args.out else None, eval_id=args.eval))
     return 0
 
 
@@ -234,11 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("overrides", nargs="*", help="key=value overrides, e.g. run=runs/<id> max_examples=50")
     evaluate.add_argument("--run", help="The run to evaluate (same as the override run=...).")
     evaluate.add_argument("--force", action="store_true", help="Recompute even if an identical eval exists.")
+    evaluate.add_argument("--allow-base-change", action="store_true",
+                          help="Score the run even if its base weights changed since training (recorded in eval.json).")
     evaluate.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
     evaluate.set_defaults(func=_eval)
     report = sub.add_parser("report", help="Render a run's HTML report, or `report compare RUN RUN ...`.")
     report.add_argument("runs", nargs="+", help="A run folder, or `compare` followed by run folders.")
     report.add_argument("--out", help="Output HTML file (default: <run>/report.html, or reports/compare.html).")
+    report.add_argument("--eval", help="Which eval of the run to show (its eval id; default: newest on test).")
     report.set_defaults(func=_report)
     run = sub.add_parser("run", help="curate -> train -> eval -> report in one command; prints the report path.")
     run.add_argument("config", help="Pipeline YAML (see configs/pipeline/).")
@@ -251,6 +262,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """Parse like argparse, but let key=value overrides follow flags too (`eval CONFIG --force run=... k=v`).
+
+    argparse hands a `nargs="*"` positional everything up to the first flag and calls whatever comes after the
+    flag unrecognized; those words are overrides of the same command, so they are appended in order.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not isinstance(getattr(args, "overrides", None), list) or any(a.startswith("-") for a in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def _quiet_libraries() -> None:
     """tunesmith draws its own progress; library bars and deprecation notices would only interleave with it."""
     import os
@@ -260,26 +286,96 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
+EXIT_BUG, EXIT_INTERRUPTED = 1, 130
+
+# OSErrors that come from the machine, not from tunesmith: said in one line with what to do
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "free some space and run again",
+    errno.EDQUOT: "free some space (disk quota) and run again",
+    errno.EROFS: "the file system is read-only; choose a writable folder",
+    errno.EACCES: "check the permissions, or choose a folder you can write to",
+    errno.EPERM: "check the permissions, or choose a folder you can write to",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
+    errno.EISDIR: "this is a folder; give a file",
+    errno.ENOENT: "check the path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.EEXIST: "a file is in the way of a folder tunesmith makes; move it, or choose another path",
+}
+
+
+def environment_message(err: OSError) -> str | None:
+    """One line for an OSError the environment caused (full disk, read-only, ...), or None for anything else."""
+    advice = ENVIRONMENT_ERRNOS.get(err.errno)
+    if advice is None:
+        return None
+    where = err.filename if err.filename is not None else "(unknown path)"
+    return f"{where}: {err.strerror or err}; {advice}"
+
+
+# the errors a write() or close() can meet, knowing no file name; any other nameless error is left alone
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+@contextlib.contextmanager
+def writing_into(folder: Path):
+    """Name `folder` in an OSError that names no file: a full disk fails a write() or close(), which know none."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or err.errno not in WRITE_ERRNOS or isinstance(err, TunesmithError):
+            raise
+        raise OSError(err.errno, err.strerror, str(folder)) from err
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so `finally` blocks remove work folders and the command exits 130."""
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
-    from tunesmith.artifacts import CardError
     from tunesmith.console import setup_logging
-    from tunesmith.curate.sources import SourceError
-    from tunesmith.curate.stage import DataError
-    from tunesmith.models import ModelError
-    from tunesmith.train.data import NonFiniteLoss, TrainDataError  # light: no torch or transformers import
 
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     setup_logging(-1 if args.quiet else args.verbose)
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return args.func(args)
-    except (ConfigError, CardError, SourceError, DataError, ModelError, TrainDataError, NonFiniteLoss, FileNotFoundError,
-            FileExistsError) as err:
+    except TunesmithError as err:
         log.error("%s", err)
         return EXIT_DATA
-    except ValueError as err:  # e.g. an invalid card.json
-        log.error("%s", err)
+    except Interrupted as err:
+        log.error("interrupted: %s", err)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        log.error("interrupted; nothing was written")
+        return EXIT_INTERRUPTED
+    except OSError as err:
+        message = environment_message(err)
+        if message is None:
+            return _report_bug()
+        log.error("%s", message)
         return EXIT_DATA
+    except Exception:
+        return _report_bug()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _report_bug() -> int:
+    """An exception no user or environment explains: keep its traceback and ask for a report (exit 1)."""
+    import traceback
+
+    traceback.print_exc()
+    log.error("this is a bug in tunesmith, not in your input; please report it with the traceback above")
+    return EXIT_BUG
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Terminal output for the CLI: rich logging and tables. Only `cli.py` uses this module."""
+"""Terminal output for the CLI: rich logging and tables (counts with thousands separators). Only `cli.py` uses this."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+
+from tunesmith.config import readable
 
 console = Console(stderr=True)
 
@@ -25,8 +27,9 @@ def stage_table(stages) -> Table:
         table.add_column(column, justify="right" if column.startswith(("rows", "rej", "sec")) else "left")
     for s in stages:
         reasons = s.findings.get("rejected_by_reason", {})
-        top = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
-        table.add_row(s.name, str(s.rows_in), str(s.rows_out), str(s.rows_rejected), f"{s.seconds:.2f}", top)
+        top = ", ".join(f"{k}={readable(v)}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        table.add_row(s.name, readable(s.rows_in), readable(s.rows_out), readable(s.rows_rejected),
+                      f"{s.seconds:,.2f}", top)
     return table
 
 
@@ -35,13 +38,13 @@ def gate_table(gates) -> Table:
     for column in ("gate", "limit", "value", "result"):
         table.add_column(column)
     for g in gates:
-        table.add_row(g.name, f"{g.limit:g}", f"{g.value:g}", "[green]pass[/]" if g.passed else "[red]FAIL[/]")
+        table.add_row(g.name, readable(g.limit), readable(g.value), "[green]pass[/]" if g.passed else "[red]FAIL[/]")
     return table
 
 
 def eval_table(result) -> Table:
     """Base vs tuned per metric with the paired bootstrap interval of the delta."""
-    table = Table(title=f"eval {result.eval_id}: run {result.run_id}, split {result.split} (n={result.n_examples})")
+    table = Table(title=f"eval {result.eval_id}: run {result.run_id}, split {result.split} (n={readable(result.n_examples)})")
     for column in ("metric", "base", "tuned", "delta", "interval", "verdict"):
         table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
     for m in result.metrics:

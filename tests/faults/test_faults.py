@@ -146,10 +146,11 @@ def write_rows(path, n: int = 2000) -> None:
 
 
 def assert_only_complete_versions(dataset) -> None:
-    """Visible version folders are whole (card.json, files matching their hashes); leftovers are `.tmp-*`."""
+    """Visible version folders are whole (card.json, files matching their hashes); leftovers are `.tmp-*` (the next
+    curate removes them) and the dataset folder's `.lock`."""
     for folder in dataset.iterdir():
         if folder.name.startswith("."):
-            assert folder.name.startswith(".tmp-"), folder
+            assert folder.name.startswith(".tmp-") or folder.name == ".lock", folder
             continue
         assert (folder / "card.json").is_file(), f"{folder} is visible but has no card.json"
         assert split_problems(read_card(folder), folder) == []

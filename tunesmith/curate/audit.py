@@ -1,49 +1,159 @@
-"""`tunesmith audit`: a one-shot audit of one file with default stages, no split and no gates."""
+"""`tunesmith audit`: a one-shot audit of one file with default stages, no split and no gates.
+
+The audit folder is built like a curate version: in a work folder, then renamed into place, so it is whole or
+absent. A folder that is already there is replaced only when it is an earlier audit, known by its MARKER file
+(which lists every file that audit wrote) and holding nothing else; anything else is the user's and is refused.
+The lock and the work folders live in `.<name>.tunesmith-audit/` beside the audit folder (same file system, so
+the renames are atomic); that small hidden folder stays, since deleting a lock file under a waiting process
+would let two audits write at once.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tunesmith.artifacts import DatasetCard
+from tunesmith.artifacts import CARD_FILE, DatasetCard, read_card
 from tunesmith.curate.card import fingerprint, write_splits
 from tunesmith.curate.config import DEFAULT_STAGES, CurateConfig, GatesConfig
 from tunesmith.curate.pipeline import finish_version, read_sources, run_stages
+from tunesmith.errors import OutputExistsError, UsageError
+from tunesmith.locks import clear_stale_work, folder_lock
 from tunesmith.provenance import code_record
 
 AUDIT_STAGES = [s for s in DEFAULT_STAGES if s not in ("split", "contamination")]
+AUDIT_VERSION = "audit"  # the card's version: with MARKER, what makes a folder an earlier audit
+MARKER = ".tunesmith-audit"
+WORK_PREFIX, OLD_PREFIX = "tmp-", "old-"  # inside the side folder: the audit being built, the one it replaces
 
 
 def audit_config(path: Path, out: Path, fmt: str = "auto", tokenizer: str = "smollm2-135m-instruct") -> CurateConfig:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "audit"
     return CurateConfig(
-        name=name, version="audit", output_dir=str(out), tokenizer=tokenizer,
+        name=name, version=AUDIT_VERSION, output_dir=str(out), tokenizer=tokenizer,
         sources=[{"path": str(path), "format": fmt}], stages=[{"stage": s} for s in AUDIT_STAGES],
         gates=GatesConfig(min_rows=None),
     )
 
 
 def run_audit(path: Path, out: Path, fmt: str = "auto", tokenizer: str = "smollm2-135m-instruct") -> Path:
-    """Write card.json, report.html, the kept rows and rejected/ into `out`; returns `out`."""
-    config = audit_config(path, out, fmt, tokenizer)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".audit-", dir=out))
-    work.chmod(0o755)
-    try:
-        examples, sources = read_sources(config)
-        examples, stages, tokenizer_record = run_stages(config, examples, work)
-        splits = write_splits(examples, work)
-        card = DatasetCard(name=config.name, version="audit", fingerprint=fingerprint(config, splits),
-                           created_at=datetime.now(timezone.utc), config=config.model_dump(mode="json"),
-                           sources=sources, stages=stages, splits=splits, tokenizer=tokenizer_record, gates=[],
-                           code=code_record())
-        finish_version(card, config, work)
-        shutil.rmtree(out / "rejected", ignore_errors=True)
-        for item in sorted(work.iterdir(), key=lambda p: p.name == "card.json"):  # card.json moves last
-            item.replace(out / item.name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    """Write card.json, report.html, the kept rows and rejected/ into `out` (new, empty or an earlier audit)."""
+    out = Path(os.path.abspath(Path(out).expanduser()))
+    if not out.name:
+        raise UsageError(f"--out {out}: give a folder below the file system root")
+    out = out.parent.resolve() / out.name  # symlinked parents are fine; `out` itself must be a real folder
+    side = out.parent / f".{out.name}.tunesmith-audit"
+    with folder_lock(side, f"the audit {out}", wait=True):
+        _restore_interrupted(side, out)
+        clear_stale_work(side, (WORK_PREFIX, OLD_PREFIX))
+        check_destination(Path(path), out)
+        work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=side))
+        work.chmod(0o755)  # mkdtemp makes 0700; an audit is meant to be shared like a dataset version
+        try:
+            _build(audit_config(Path(path), out, fmt, tokenizer), work)
+            _put_in_place(work, out, side)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def check_destination(source: Path, out: Path) -> None:
+    """Refuse an output that would overwrite the input or anything that is not an earlier tunesmith audit."""
+    source_real, out_real = Path(os.path.realpath(source)), Path(os.path.realpath(out))
+    if source_real == out_real or out_real in source_real.parents:
+        raise UsageError(f"{source}: the input lies inside the audit folder {out}, which the audit replaces; "
+                         "choose another --out")
+    if out.is_symlink():
+        raise OutputExistsError(f"{out}: is a symlink; give a real folder (or a new one) as --out")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
+    reason = not_an_earlier_audit(out)
+    if reason is not None:
+        raise OutputExistsError(f"{out}: exists and is not an earlier tunesmith audit ({reason}); "
+                                "choose a new or empty folder as --out, or move its files away")
+
+
+def not_an_earlier_audit(folder: Path) -> str | None:
+    """Why `folder` may not be replaced (None: it is empty, or an earlier audit holding only its own files)."""
+    if not any(folder.iterdir()):
+        return None
+    found = _files_in(folder)
+    if found is None:
+        return "it holds a symlink or something that is not a file"
+    try:
+        listed = set(json.loads((folder / MARKER).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no readable {MARKER} marker"
+    try:
+        if read_card(folder / CARD_FILE).version != AUDIT_VERSION:
+            return f"its {CARD_FILE} is not an audit's"
+    except (ValueError, OSError):
+        return f"no valid audit {CARD_FILE}"
+    allowed = listed | {MARKER} | {parent.as_posix() for name in listed for parent in Path(name).parents}
+    foreign = sorted(found - allowed)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        return f"it holds files the audit did not write: {shown}"
+    return None
+
+
+def _files_in(folder: Path, with_folders: bool = True) -> set[str] | None:
+    """Relative paths of every file (and folder) below `folder`; None if anything there is a symlink or not a
+    regular file or folder (a device, a FIFO), which no audit writes."""
+    found = set()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root) / name
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                return None
+        names = files + dirs if with_folders else files
+        found.update((Path(root) / name).relative_to(folder).as_posix() for name in names)
+    return found
+
+
+def _build(config: CurateConfig, work: Path) -> None:
+    """Run the audit stages into `work`: rejected/, all.jsonl, the card files, and MARKER listing them all."""
+    examples, sources = read_sources(config)
+    examples, stages, tokenizer_record = run_stages(config, examples, work)
+    splits = write_splits(examples, work)
+    card = DatasetCard(name=config.name, version=AUDIT_VERSION, fingerprint=fingerprint(config, splits),
+                       created_at=datetime.now(timezone.utc), config=config.model_dump(mode="json"),
+                       sources=sources, stages=stages, splits=splits, tokenizer=tokenizer_record, gates=[],
+                       code=code_record())
+    finish_version(card, config, work)
+    files = sorted(_files_in(work, with_folders=False) or ())
+    (work / MARKER).write_text(json.dumps({"tool": "tunesmith audit", "files": files}, indent=1) + "\n",
+                               encoding="utf-8")
+
+
+def _restore_interrupted(side: Path, out: Path) -> None:
+    """A kill between moving the earlier audit aside and renaming the new one in left no `out`: put it back."""
+    aside = sorted(side.glob(f"{OLD_PREFIX}*"), key=lambda p: p.stat().st_mtime)
+    if aside and not out.exists() and not out.is_symlink() and (aside[-1] / MARKER).is_file():
+        aside[-1].rename(out)
+
+
+def _put_in_place(work: Path, out: Path, side: Path) -> None:
+    """Rename `work` to `out`; an earlier audit there is first renamed aside, and deleted once the new one is in."""
+    if not out.exists():
+        work.rename(out)
+        return
+    if not any(out.iterdir()):
+        work.replace(out)  # rename(2) replaces an empty folder atomically
+        return
+    old = Path(tempfile.mkdtemp(prefix=OLD_PREFIX, dir=side))
+    out.replace(old)  # onto the empty folder mkdtemp made
+    try:
+        work.rename(out)
+    except BaseException:
+        old.rename(out)  # put the earlier audit back rather than leave nothing
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from tunesmith.artifacts import StageRecord
 from tunesmith.curate.record import Example
-from tunesmith.curate.stage import Stage, StageContext
+from tunesmith.curate.stage import DataError, Stage, StageContext
+from tunesmith.errors import TunesmithError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,10 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 def can_fork() -> bool:
     return hasattr(os, "fork") and (os.cpu_count() or 1) > 1
+
+
+USER_ERROR = 3  # exit code of a child whose stage raised a TunesmithError
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 @dataclass
@@ -39,47 +44,79 @@ class BackgroundStage:
     def result(self) -> StageRecord:
         """Wait for the child and return its record, or raise its error."""
         chunks = []
-        with os.fdopen(self.read_fd, "rb") as pipe:
-            for chunk in iter(lambda: pipe.read(1 << 16), b""):
-                chunks.append(chunk)
-        _, status = os.waitpid(self.pid, 0)
+        try:
+            with os.fdopen(self.read_fd, "rb") as pipe:
+                for chunk in iter(lambda: pipe.read(1 << 16), b""):
+                    chunks.append(chunk)
+            _, status = os.waitpid(self.pid, 0)
+        except BaseException:  # Ctrl-C or SIGTERM while waiting: the child must not run on
+            self._stop()
+            raise
         payload = b"".join(chunks).decode("utf-8")
-        if os.waitstatus_to_exitcode(status) != 0 or not payload.startswith("{"):
+        code = os.waitstatus_to_exitcode(status)
+        if code == USER_ERROR:  # the stage refused its input: the same one-line error as in the foreground
+            raise DataError(f"stage {self.name}: {payload}")
+        if code != 0 or not payload.startswith("{"):
             raise RuntimeError(f"stage {self.name} failed in its background process: {payload or 'no output'}")
         return StageRecord.model_validate_json(payload)
 
     def cancel(self) -> None:
         """Stop the child and reap it (used when the pipeline fails before collecting it)."""
+        self._stop()
+        os.close(self.read_fd)
+
+    def _stop(self) -> None:
         try:
             os.kill(self.pid, signal.SIGTERM)
             os.waitpid(self.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-        os.close(self.read_fd)
 
 
 def start(stage: Stage, examples: list[Example], ctx: StageContext) -> BackgroundStage:
     """Fork a child that runs `stage` on `examples`; the parent returns at once."""
     read_fd, write_fd = os.pipe()
     parent_pid, prctl = os.getpid(), _linux_prctl()  # looked up before fork, so the child imports nothing first
-    pid = os.fork()
-    if pid == 0:  # the child: run, report, and leave without running the parent's exit handlers
+    # no Ctrl-C or SIGTERM may reach the child before it has set its own handlers (see _run_child)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _run_child(stage, examples, ctx, parent_pid, prctl, read_fd, write_fd, blocked)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    os.close(write_fd)
+    return BackgroundStage(stage.name, pid, read_fd)
+
+
+def _run_child(stage, examples, ctx, parent_pid, prctl, read_fd, write_fd, mask) -> None:
+    """The child: run, report, and leave without running the parent's exit handlers; never returns.
+
+    It ignores Ctrl-C, which the terminal sends to the whole process group: the parent alone decides, and
+    stops the child with SIGTERM, which here ends it at once. Raised as KeyboardInterrupt instead, either
+    would unwind a forked copy of the parent's stack and print a second traceback.
+    """
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _exit_with_parent(parent_pid, prctl)
         os.close(read_fd)
-        code = 0
         try:
             logging.disable(logging.CRITICAL)  # the parent logs the findings; two processes would interleave
             kept, record = stage.run(examples, ctx)
             if len(kept) != len(examples):
                 raise AssertionError(f"inspector stage {stage.name} changed the rows")
-            payload = record.model_dump_json().encode("utf-8")
+            payload, code = record.model_dump_json().encode("utf-8"), 0
+        except TunesmithError as err:
+            payload, code = str(err).encode(), USER_ERROR
         except BaseException as err:  # noqa: BLE001  (everything must reach the parent as text)
             payload, code = f"{type(err).__name__}: {err}".encode(), 1
         with os.fdopen(write_fd, "wb") as pipe:
             pipe.write(payload)
+    finally:
         os._exit(code)
-    os.close(write_fd)
-    return BackgroundStage(stage.name, pid, read_fd)
 
 
 @functools.cache

@@ -268,10 +268,14 @@ class BiasAudit(Stage):
     inspector = True
 
     class Config(StrictModel):
-        language_sample: int = Field(1000, ge=0, description="Rows (seeded sample) whose language is detected.")
-        language_chars: int = Field(300, ge=20, description="Characters of each sampled row given to language ID.")
-        imbalance_ratio: float = Field(2.0, gt=1.0, description="Warn when he/she (or she/he) exceeds this.")
-        min_pronoun_count: int = Field(5, ge=0, description="Pronoun imbalance is judged only from this many he+she.")
+        language_sample: int = Field(
+            1000, ge=0, le=10_000_000, description="Rows (seeded sample) whose language is detected (at most 10,000,000)."
+        )
+        language_chars: int = Field(
+            300, ge=20, le=1_000_000, description="Characters of each sampled row given to language ID (at most 1,000,000)."
+        )
+        imbalance_ratio: float = Field(2.0, gt=1.0, le=1_000_000, description="Warn when he/she (or she/he) exceeds this.")
+        min_pronoun_count: int = Field(5, ge=0, le=1_000_000_000, description="Pronoun imbalance is judged only from this many he+she.")
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
         lex = load_lexicon()

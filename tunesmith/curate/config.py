@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from tunesmith.config import StrictModel
+from tunesmith.config import StrictModel, preview, problem_text
 from tunesmith.curate.sources import SourceConfig, source_name
 from tunesmith.curate.stage import STAGES
 
@@ -17,11 +17,13 @@ DEFAULT_STAGES = ["validate", "exact_dedup", "near_dedup", "pii", "bias_audit", 
 class GatesConfig(StrictModel):
     """Limits that stop a dataset version from being written; unset gates are not checked."""
 
-    min_rows: int | None = Field(1, description="Fewest rows the training split may have.")
+    min_rows: int | None = Field(1, ge=0, le=1_000_000_000, description="Fewest rows the training split may have.")
     max_duplicate_rate: float | None = Field(None, ge=0, le=1, description="Most exact+near duplicates per input row.")
-    max_pii_rows: int | None = Field(None, ge=0, description="Most rows in which `pii` found something.")
-    max_contamination_rows: int | None = Field(None, ge=0, description="Most rows flagged by `contamination`.")
-    min_trainable_tokens: int | None = Field(None, ge=0, description="Fewest trainable tokens in total (`token_stats`).")
+    max_pii_rows: int | None = Field(None, ge=0, le=1_000_000_000, description="Most rows in which `pii` found something.")
+    max_contamination_rows: int | None = Field(None, ge=0, le=1_000_000_000, description="Most rows flagged by `contamination`.")
+    min_trainable_tokens: int | None = Field(
+        None, ge=0, le=10**15, description="Fewest trainable tokens in total (`token_stats`)."
+    )
     max_rejected_rate: float | None = Field(None, ge=0, le=1, description="Most rejected rows per input row, all stages.")
 
 
@@ -65,13 +67,13 @@ class CurateConfig(StrictModel):
         resolved = []
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or "stage" not in entry:
-                raise ValueError(f"stages[{i}] must be a mapping with a `stage:` name, got {entry!r}")
+                raise ValueError(f"stages[{i}] must be a mapping with a `stage:` name, got {preview(entry)}")
             params = {k: v for k, v in entry.items() if k != "stage"}
             name = entry["stage"]
             if name not in STAGES:
                 close = difflib.get_close_matches(str(name), list(STAGES), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"stages[{i}]: unknown stage {name!r}{hint} (known: {', '.join(sorted(STAGES))})")
+                raise ValueError(f"stages[{i}]: unknown stage {preview(name)}{hint} (known: {', '.join(sorted(STAGES))})")
             stage_config = STAGES[name].Config
             try:
                 validated = stage_config.model_validate(params)
@@ -86,13 +88,13 @@ class CurateConfig(StrictModel):
 def _explain(err: ValidationError, model: type[StrictModel]) -> str:
     problems = []
     for item in err.errors():
-        key = ".".join(str(p) for p in item["loc"])
+        key = ".".join(str(p)[:100] for p in item["loc"])
         if item["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+            close = difflib.get_close_matches(key[:100], list(model.model_fields), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"unknown key {key!r}{hint} (valid keys: {', '.join(model.model_fields)})")
+            problems.append(f"unknown key {preview(key)}{hint} (valid keys: {', '.join(model.model_fields)})")
         elif key:
-            problems.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+            problems.append(f"{key}: {problem_text(item)} (got {preview(item.get('input'))})")
         else:  # a rule about the whole stage config (e.g. split ratios that do not add up)
-            problems.append(item["msg"].removeprefix("Value error, "))
+            problems.append(problem_text(item))
     return "; ".join(problems)

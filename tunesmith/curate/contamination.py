@@ -29,7 +29,7 @@ class Contamination(Stage):
     version = "1"
 
     class Config(StrictModel):
-        ngram: int = Field(13, ge=3, description="Word n-gram length that counts as overlap.")
+        ngram: int = Field(13, ge=3, le=100, description="Word n-gram length that counts as overlap (at most 100).")
         train_split: str = Field("train", description="The split that training reads.")
         eval_files: list[str] = Field(
             default_factory=list, description="Your evaluation files (any supported format) to check training against."
@@ -37,13 +37,13 @@ class Contamination(Stage):
         action: Literal["report", "drop"] = Field(
             "report", description="drop: reject leaking validation/test rows, and training rows overlapping eval files."
         )
-        max_pairs_recorded: int = Field(200, ge=0, description="Evidence pairs listed on the card.")
+        max_pairs_recorded: int = Field(200, ge=0, le=10_000, description="Evidence pairs listed on the card (at most 10,000).")
         min_overlap: float = Field(
             0.5, gt=0, le=1, description="Share of a row's n-grams found in the reference at which it is flagged "
             "(PaLM used 70% of 8-grams); 1 n-gram is enough when this is tiny.",
         )
         boilerplate_rows: int = Field(
-            10, ge=1, description="An n-gram found in more reference rows than this is shared boilerplate "
+            10, ge=1, le=1_000_000_000, description="An n-gram found in more reference rows than this is shared boilerplate "
             "(templates, fixed instructions), not leakage, and is ignored (as GPT-3's decontamination did).",
         )
 

@@ -7,6 +7,7 @@ the rejected file reads as evidence. `near_dedup` can instead tag clusters, whic
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from typing import Literal
 
@@ -22,6 +23,7 @@ from tunesmith.curate.stage import Stage, StageContext, register_stage
 
 log = logging.getLogger(__name__)
 
+MEMBERS_RECORDED = 20  # ids per duplicate group on the card and in the report
 TextField = Literal["conversation", "prompt", "response", "system"]
 
 
@@ -60,6 +62,10 @@ class ExactDedup(Stage):
         constant_warning: float = Field(
             0.05, ge=0, le=1, description="Warn when a key field has fewer distinct values than this share of rows."
         )
+        max_members_recorded: int = Field(
+            MEMBERS_RECORDED, ge=0, le=10_000,
+            description="Dropped ids listed per group on the card; rejected/exact_dedup.jsonl names every one.",
+        )
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
         cfg = self.config
@@ -78,7 +84,9 @@ class ExactDedup(Stage):
                 ctx.reject(example, "exact_duplicate", f"same {'+'.join(cfg.fields)} as {original.id}")
         ctx.finding("duplicates", len(examples) - len(kept))
         ctx.finding("key_fields", list(cfg.fields))
-        ctx.finding("groups", [{"kept": k, "dropped": v} for k, v in list(groups.items())[:100]])
+        limit = cfg.max_members_recorded
+        ctx.finding("groups", [_with_total({"kept": k, "dropped": v[:limit]}, "dropped", len(v))
+                               for k, v in list(groups.items())[:100]])
         return kept
 
     def _warn_constant_fields(self, columns: dict[str, list[str]], rows: int, ctx: StageContext) -> None:
@@ -106,17 +114,26 @@ class NearDedup(Stage):
 
     class Config(StrictModel):
         field: TextField = Field("conversation", description="Text compared: the whole record by default.")
-        ngram: int = Field(5, ge=1, description="Word n-gram size of the shingles.")
+        ngram: int = Field(5, ge=1, le=100, description="Word n-gram size of the shingles (at most 100).")
         num_perm: int = Field(128, ge=8, le=1024, description="MinHash permutations (signature length).")
         threshold: float = Field(0.8, gt=0, le=1, description="Estimated Jaccard at or above which rows are duplicates.")
-        bands: int | None = Field(None, ge=1, description="LSH bands; with `rows`, overrides the threshold-derived choice.")
-        rows: int | None = Field(None, ge=1, description="LSH rows per band.")
+        bands: int | None = Field(
+            None, ge=1, le=1024, description="LSH bands; with `rows`, overrides the threshold-derived choice "
+            "(bands x rows at most num_perm)."
+        )
+        rows: int | None = Field(None, ge=1, le=1024, description="LSH rows per band.")
         keep: Literal["first", "longest"] = Field("first", description="Which member of a cluster survives.")
         action: Literal["drop", "tag"] = Field(
             "drop", description="drop: reject all but one per cluster; tag: keep all and group them for `split`."
         )
-        seed: int = Field(1, description="Seed of the MinHash permutations.")
-        max_clusters_recorded: int = Field(100, ge=0, description="Clusters listed with their members on the card.")
+        seed: int = Field(1, ge=0, le=2**63 - 1, description="Seed of the MinHash permutations.")
+        max_clusters_recorded: int = Field(
+            100, ge=0, le=10_000, description="Clusters listed with their members on the card (at most 10,000)."
+        )
+        max_members_recorded: int = Field(
+            MEMBERS_RECORDED, ge=0, le=10_000,
+            description="Members listed per cluster on the card; rejected/near_dedup.clusters.json lists them all.",
+        )
 
         @model_validator(mode="after")
         def _bands_fit(self):
@@ -161,6 +178,7 @@ class NearDedup(Stage):
         ctx.finding("num_clusters", len(clusters))
         ctx.finding("duplicate_rows", sum(len(m) - 1 for m in clusters.values()))
         ctx.finding("clusters", self._describe(clusters, examples, texts, similarity))
+        ctx.finding("clusters_file", write_clusters(ctx, clusters, examples, similarity))
         return out
 
     @staticmethod
@@ -192,17 +210,43 @@ class NearDedup(Stage):
         return [ex.replace(group=f"near:{ex.id}") if ex.id in keeper_ids else ex for ex in out]
 
     def _describe(self, clusters, examples, texts, similarity: dict[int, float]) -> list[dict]:
-        described = []
+        """The first clusters for the card, each with its first members: a 100k-row cluster stays a few lines."""
+        described, limit = [], self.config.max_members_recorded
         for keeper, members in list(clusters.items())[: self.config.max_clusters_recorded]:
             others = [m for m in members if m != keeper]
-            described.append({
+            described.append(_with_total({
                 "kept": examples[keeper].id,
                 "kept_text": texts[keeper][:300],
-                "members": [{"id": examples[m].id, "jaccard": round(similarity[m], 3)}
-                            for m in others],
-                "member_texts": {examples[m].id: texts[m][:300] for m in others[:5]},
-            })
+                "members": [{"id": examples[m].id, "jaccard": round(similarity[m], 3)} for m in others[:limit]],
+                "member_texts": {examples[m].id: texts[m][:300] for m in others[: min(5, limit)]},
+            }, "members", len(others)))
         return described
+
+
+def _with_total(group: dict, key: str, total: int) -> dict:
+    """`group`, plus `<key>_total` when its `key` list was cut short of `total` members."""
+    if len(group[key]) < total:
+        group[f"{key}_total"] = total
+    return group
+
+
+def write_clusters(ctx: StageContext, clusters: dict[int, list[int]], examples: list[Example],
+                   similarity: dict[int, float]) -> str | None:
+    """Every cluster with every member, next to the rejected rows (the card lists only the first); its
+    path relative to the version folder, or None when there is nothing to write or nowhere to write it.
+
+    A .json document, not .jsonl: rejected/*.jsonl holds rejected rows only, one per line.
+    """
+    if not clusters or ctx.rejected_path is None:
+        return None
+    path = ctx.rejected_path.with_name(f"{ctx.stage_name}.clusters.json")
+    listed = [{"kept": examples[keeper].id,
+               "members": [{"id": examples[m].id, "jaccard": round(similarity[m], 3)} for m in members if m != keeper]}
+              for keeper, members in clusters.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"stage": ctx.stage_name, "clusters": listed}, handle, ensure_ascii=False)
+    return f"{path.parent.name}/{path.name}"
 
 
 register_stage(ExactDedup)

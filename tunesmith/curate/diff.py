@@ -6,32 +6,58 @@ import hashlib
 import json
 from pathlib import Path
 
-from tunesmith.artifacts import CARD_FILE, DatasetCard, read_card, split_problems
+from tunesmith.artifacts import (
+    CARD_FILE,
+    CardError,
+    DatasetCard,
+    card_location,
+    iter_split_rows,
+    read_card,
+    record_problems,
+    split_problems,
+)
+from tunesmith.errors import TunesmithError
 
 
 def card_dir(path: Path) -> Path:
-    return path if path.is_dir() else path.parent
+    return card_location(path)[0]
 
 
 def verify_card(path: Path) -> list[str]:
-    """Problems with a card: schema errors, missing split files, hashes that no longer match."""
+    """Problems with a card: schema errors, split and rejected files missing, outside its folder, changed or
+    miscounted, a fingerprint its hashes and config do not give, stage counts that do not add up, unreadable
+    rows, failed gates. Empty when `train` and `eval` will accept the card."""
     try:
         card = read_card(path)
-    except (ValueError, FileNotFoundError) as err:
+    except TunesmithError as err:
         return [str(err)]
+    directory, card_file = card_location(path)
+    problems = split_problems(card, directory)
+    if not problems:  # rows are read only from files that are inside the folder and match the card
+        problems += _row_problems(card, directory)
+    problems += record_problems(card, directory, card_file)
     failed = [f"{path}: quality gate {g.name} failed ({g.value:g} against a limit of {g.limit:g}); "
               "`train` and `eval` refuse this card" for g in card.gates if not g.passed]
-    return split_problems(card, card_dir(path)) + failed
+    return problems + failed
+
+
+def _row_problems(card: DatasetCard, directory: Path) -> list[str]:
+    problems = []
+    for name, split in card.splits.items():
+        try:
+            for _ in iter_split_rows(directory / split.file, name):
+                pass
+        except CardError as err:
+            problems.append(str(err))
+    return problems
 
 
 def _row_hashes(card: DatasetCard, directory: Path) -> dict[str, str]:
     """Content hash of every row (its messages) -> split name."""
     rows = {}
     for name, split in card.splits.items():
-        with open(directory / split.file, encoding="utf-8") as handle:
-            for line in handle:
-                messages = json.loads(line)["messages"]
-                rows[hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()] = name
+        for row in iter_split_rows(directory / split.file, name):
+            rows[hashlib.sha256(json.dumps(row["messages"], sort_keys=True).encode()).hexdigest()] = name
     return rows
 
 
@@ -52,6 +78,13 @@ def _stats(card: DatasetCard) -> dict[str, float]:
 
 
 def diff_cards(a: Path, b: Path) -> dict:
+    """What changed from card A to card B; both are verified first, since a damaged card's fingerprint and
+    files would disagree (e.g. "identical fingerprints" next to removed rows)."""
+    for label, path in (("A", a), ("B", b)):
+        problems = verify_card(path)
+        if problems:
+            raise CardError(f"card {label} ({path}) is damaged, so it cannot be compared: " + "\n  ".join(problems)
+                            + "\n  run `tunesmith card validate` on it for the details")
     card_a, card_b = read_card(a), read_card(b)
     rows_a, rows_b = _row_hashes(card_a, card_dir(a)), _row_hashes(card_b, card_dir(b))
     stats_a, stats_b = _stats(card_a), _stats(card_b)
@@ -71,8 +104,11 @@ def diff_cards(a: Path, b: Path) -> dict:
 
 def format_diff(diff: dict) -> str:
     lines = [f"A: {diff['a']}", f"B: {diff['b']}"]
-    if diff["same_fingerprint"]:
+    changed = diff["rows_added"] or diff["rows_removed"] or diff["rows_changed_split"] or diff["config_changed"]
+    if diff["same_fingerprint"] and not changed:
         lines.append("identical fingerprints: same data and config")
+    elif diff["same_fingerprint"]:  # verified cards cannot get here; say so rather than print both claims
+        lines.append("the fingerprints are equal but the contents differ: one of the cards is damaged")
     lines.append(f"rows added: {diff['rows_added']}  removed: {diff['rows_removed']}  "
                  f"moved between splits: {diff['rows_changed_split']}")
     lines.append(f"config changed: {'yes' if diff['config_changed'] else 'no'}")

@@ -263,7 +263,7 @@ class Pii(Stage):
             "report", description="report: keep rows and record findings; mask: replace values; drop: reject rows."
         )
         types: list[str] = Field(default_factory=lambda: list(PII_TYPES), description="PII types to look for.")
-        max_examples: int = Field(50, ge=0, description="How many masked examples the findings keep.")
+        max_examples: int = Field(50, ge=0, le=10_000, description="How many masked examples the findings keep (at most 10,000).")
 
         @field_validator("types")
         @classmethod

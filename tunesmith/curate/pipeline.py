@@ -10,21 +10,41 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tunesmith.artifacts import DatasetCard, GateRecord, SourceRecord, StageRecord, TokenizerRecord, write_card
+from tunesmith.artifacts import (
+    DatasetCard,
+    GateRecord,
+    SourceRecord,
+    SplitRecord,
+    StageRecord,
+    TokenizerRecord,
+    read_card,
+    write_card,
+)
 from tunesmith.config import dump_config
 from tunesmith.curate import background
-from tunesmith.curate.card import check_gates, existing_version, fingerprint, next_version, write_splits
+from tunesmith.curate.card import (
+    check_gates,
+    existing_version,
+    fingerprint,
+    next_version,
+    repair_version,
+    write_splits,
+)
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.minhash import WordCache
 from tunesmith.curate.record import Example
 from tunesmith.curate.sources import read_source
 from tunesmith.curate.stage import StageContext, build_stage
+from tunesmith.errors import OutputExistsError, TunesmithError
+from tunesmith.locks import clear_stale_work, folder_lock
 from tunesmith.provenance import code_record
 
 log = logging.getLogger(__name__)
 
+WORK_PREFIX = ".tmp-"  # a version being built; the rename to <version>/ makes it visible
 
-class GateFailure(RuntimeError):
+
+class GateFailure(TunesmithError, RuntimeError):
     """One or more quality gates failed; no card was written."""
 
     def __init__(self, gates: list[GateRecord], kept_at: Path):
@@ -106,10 +126,19 @@ def read_sources(config: CurateConfig) -> tuple[list[Example], list[SourceRecord
 
 
 def run_curate(config: CurateConfig, progress=None) -> CurateResult:
-    """Curate into `<output_dir>/<name>/<version>/`; raises GateFailure (and writes no card) on a failed gate."""
+    """Curate into `<output_dir>/<name>/<version>/`; raises GateFailure (and writes no card) on a failed gate.
+
+    One curate at a time writes a dataset folder: a second one of the same dataset waits for the lock, then
+    finds the version the first one made and reuses it. Under the lock, work folders of killed runs are removed.
+    """
     dataset_dir = Path(config.output_dir) / config.name
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dataset_dir))
+    with folder_lock(dataset_dir, f"dataset {config.name}", wait=True):
+        clear_stale_work(dataset_dir, (WORK_PREFIX,))
+        return _curate_locked(config, dataset_dir, progress)
+
+
+def _curate_locked(config: CurateConfig, dataset_dir: Path, progress) -> CurateResult:
+    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=dataset_dir))
     work.chmod(0o755)  # mkdtemp makes 0700; a dataset version is meant to be shared
     try:
         examples, sources = read_sources(config)
@@ -126,14 +155,11 @@ def run_curate(config: CurateConfig, progress=None) -> CurateResult:
             raise GateFailure(gates, failed_dir)
         same = existing_version(dataset_dir, fp)
         if same is not None:
-            from tunesmith.artifacts import read_card
-
-            log.info("an identical version exists (%s); reusing it", same)
-            return CurateResult(read_card(same), same, reused=True)
+            return _reuse(same, splits, work)
         version = config.version or next_version(dataset_dir)
         target = dataset_dir / version
-        if target.exists():
-            raise FileExistsError(f"{target} already holds a different version; choose another `version`")
+        if target.exists() or target.is_symlink():
+            raise OutputExistsError(f"{target} already holds a different version; choose another `version`")
         card = DatasetCard(name=config.name, version=version, fingerprint=fp, created_at=datetime.now(timezone.utc),
                            config=config.model_dump(mode="json"), sources=sources, stages=stages, splits=splits,
                            tokenizer=tokenizer_record, gates=gates, code=code_record())
@@ -143,6 +169,18 @@ def run_curate(config: CurateConfig, progress=None) -> CurateResult:
     finally:
         gc.unfreeze()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _reuse(same: Path, splits: dict[str, SplitRecord], work: Path) -> CurateResult:
+    """Reuse the identical version, first repairing any split file damaged since (from this build's own files)."""
+    card = read_card(same)
+    repaired = repair_version(same, card, splits, work)
+    if repaired:
+        log.warning("%s was damaged; repaired from this build, which is byte-identical by fingerprint: %s",
+                    same, "; ".join(repaired))
+    else:
+        log.info("an identical version exists (%s); reusing it", same)
+    return CurateResult(card, same, reused=True)
 
 
 def finish_version(card: DatasetCard, config: CurateConfig, work: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.curate.record import Example
+from tunesmith.errors import UsageError
 
 # UTF-32 first: its little-endian mark starts like UTF-16's
 _WIDE_BOMS = [(codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"),
@@ -26,7 +27,7 @@ JSON_COLUMNS = ("messages", "conversations")  # CSV cells holding a conversation
 NOT_UTF8 = "not_utf8_bytes"  # key of the stand-in for binary values that are not UTF-8 text
 
 
-class SourceError(ValueError):
+class SourceError(UsageError):
     """A source that cannot be read at all (missing file, unknown type, broken JSON array)."""
 
 

@@ -1,18 +1,58 @@
 """The version's README.md: a Hugging Face dataset card with Datasheets-for-Datasets sections.
 
 Sections the pipeline measured are filled in; questions only a person can answer (motivation, consent,
-funding) are marked NEEDS INPUT so nobody mistakes a blank for an answer.
+funding) are marked NEEDS INPUT so nobody mistakes a blank for an answer. Every value that comes from data,
+paths or config goes through `code` or `text`, so a file name or a finding cannot add HTML, links or headings
+to a card that a browser renders.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
-from huggingface_hub import DatasetCard, DatasetCardData
+import yaml
+from huggingface_hub import DatasetCardData
 
+from tunesmith.artifact_io import atomic_write_text
 from tunesmith.artifacts import DatasetCard as Card
 
 NEEDS_INPUT = "**NEEDS INPUT** — only the dataset's authors can answer this."
+
+# a line break inside a value would end the paragraph, list item or table row it sits in, and the next line
+# could open a heading; other control characters are shown escaped too
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# inline markup anywhere in a line (emphasis, code, links, strikethrough, table cells, math); & < > " ' are left
+# to html.escape, since a backslash before an entity would show the entity's letters
+_INLINE = re.compile(r"([\\`*_\[\]~|$])")
+# block markup at the start of a line (heading, list item, setext underline, ordered list): escaped at the start
+# of a value too, although no template puts a value first on its line
+_LEADING = re.compile(r"^([#+\-=]|\d+[.)])")
+_BACKTICKS = re.compile(r"`+")
+
+
+def _one_line(value: object) -> str:
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\u{ord(m.group()):04x}"), str(value))
+
+
+def text(value: object) -> str:
+    """`value` as literal inline Markdown text: one line, markup characters backslash-escaped, HTML-escaped."""
+    escaped = _INLINE.sub(r"\\\1", _one_line(value))
+    escaped = _LEADING.sub(lambda m: m.group()[:-1] + "\\" + m.group()[-1], escaped)
+    return html.escape(escaped, quote=True)
+
+
+def code(value: object) -> str:
+    """`value` as a code span shown literally: the fence is longer than any run of backticks inside, and a value
+    that starts or ends with a backtick or space is padded (CommonMark strips one space from each side unless
+    the span is all spaces). An empty value shows as one space: a code span cannot be empty."""
+    inner = _one_line(value) or " "
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(inner)), default=0) + 1)
+    if inner.strip(" ") and (inner[0] in "` " or inner[-1] in "` "):
+        inner = f" {inner} "
+    return f"{fence}{inner}{fence}"
 
 
 def _size_category(rows: int) -> str:
@@ -25,39 +65,54 @@ def _size_category(rows: int) -> str:
 def _stage_lines(card: Card) -> list[str]:
     lines = ["| stage | rows in | rows out | rejected | seconds |", "|---|---:|---:|---:|---:|"]
     for s in card.stages:
-        lines.append(f"| {s.name} | {s.rows_in} | {s.rows_out} | {s.rows_rejected} | {s.seconds:.2f} |")
+        lines.append(f"| {text(s.name)} | {s.rows_in} | {s.rows_out} | {s.rows_rejected} | {s.seconds:.2f} |")
+    warnings = [(s.name, w) for s in card.stages if isinstance(s.findings.get("warnings"), list)
+                for w in s.findings["warnings"]]
+    if warnings:
+        lines += ["", "Warnings:", ""] + [f"- {code(stage)}: {text(warning)}" for stage, warning in warnings]
     return lines
 
 
 def _composition(card: Card) -> list[str]:
-    lines = [f"- **{name}**: {split.rows} rows (`{split.file}`, sha256 `{split.sha256[:12]}…`)"
+    lines = [f"- **{text(name)}**: {split.rows} rows ({code(split.file)}, sha256 {code(split.sha256[:12])}…)"
              for name, split in card.splits.items()]
     findings = {s.name: s.findings for s in card.stages}
     langs = findings.get("bias_audit", {}).get("languages")
     if langs:
-        lines.append(f"- Languages (sampled): {', '.join(f'{k}: {v}' for k, v in sorted(langs.items()))}")
+        shown = ", ".join(f"{text(k)}: {text(v)}" for k, v in sorted(langs.items(), key=lambda kv: str(kv[0])))
+        lines.append(f"- Languages (sampled): {shown}")
     if "pii" in findings:
-        lines.append(f"- Rows with personal information found by `pii`: {findings['pii'].get('rows_with_pii', 0)} "
-                     f"(action: {findings['pii'].get('action', 'report')})")
+        lines.append(f"- Rows with personal information found by `pii`: "
+                     f"{text(findings['pii'].get('rows_with_pii', 0))} "
+                     f"(action: {text(findings['pii'].get('action', 'report'))})")
     tokens = findings.get("token_stats", {}).get("length")
     if tokens:
-        lines.append(f"- Tokens per row ({card.tokenizer.name if card.tokenizer else '?'}): "
-                     f"median {tokens.get('p50')}, p99 {tokens.get('p99')}, max {tokens.get('max')}")
+        lines.append(f"- Tokens per row ({code(card.tokenizer.name) if card.tokenizer else '?'}): "
+                     f"median {text(tokens.get('p50'))}, p99 {text(tokens.get('p99'))}, max {text(tokens.get('max'))}")
     return lines
 
 
-def render_readme(card: Card) -> str:
+def front_matter(card: Card) -> str:
+    """The YAML metadata block; every value one line and quoted by yaml.safe_dump where YAML needs it."""
     total = sum(s.rows for s in card.splits.values())
-    langs = card.stage("bias_audit").findings.get("languages", {}) if card.stage("bias_audit") else {}
+    stage = card.stage("bias_audit")
+    langs = stage.findings.get("languages", {}) if stage else {}
     data = DatasetCardData(
-        pretty_name=card.name, license="other", language=sorted(langs, key=langs.get, reverse=True)[:5] or None,
+        pretty_name=_one_line(card.name), license="other",
+        language=[_one_line(k) for k in sorted(langs, key=langs.get, reverse=True)[:5]] or None,
         task_categories=["text-generation"], size_categories=[_size_category(total)],
-        tags=["sft", "tunesmith", f"fingerprint:{card.fingerprint[:16]}"],
+        tags=["sft", "tunesmith", f"fingerprint:{_one_line(card.fingerprint[:16])}"],
     )
-    sources = [f"- `{s.path}` ({s.format}, {s.rows} rows, sha256 `{(s.sha256 or 'n/a')[:12]}`)" for s in card.sources]
+    dumped = yaml.safe_dump(data.to_dict(), sort_keys=False, allow_unicode=True, width=float("inf"))
+    return f"---\n{dumped}---\n"
+
+
+def render_readme(card: Card) -> str:
+    sources = [f"- {code(s.path)} ({text(s.format)}, {s.rows} rows, sha256 {code((s.sha256 or 'n/a')[:12])})"
+               for s in card.sources]
     body = [
-        f"# {card.name} ({card.version})", "",
-        f"Curated by tunesmith {card.code.package_version}; fingerprint `{card.fingerprint}`; "
+        f"# {text(card.name)} ({text(card.version)})", "",
+        f"Curated by tunesmith {text(card.code.package_version)}; fingerprint {code(card.fingerprint)}; "
         f"created {card.created_at.isoformat()}. The machine-readable record is `card.json`.", "",
         "## Motivation", "", NEEDS_INPUT + " Why was the dataset created, for which task, and by whom?", "",
         "## Composition", "", *_composition(card), "",
@@ -68,8 +123,8 @@ def render_readme(card: Card) -> str:
         "## Distribution", "", "License: " + NEEDS_INPUT, "",
         "## Maintenance", "", "Maintainer and funding: " + NEEDS_INPUT, "",
     ]
-    return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
+    return front_matter(card) + "\n" + "\n".join(body)
 
 
 def write_dataset_readme(card: Card, path: Path) -> None:
-    DatasetCard(render_readme(card)).save(str(path))
+    atomic_write_text(path, render_readme(card))

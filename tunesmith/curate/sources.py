@@ -8,7 +8,9 @@ with `problem` set, which the `validate` stage rejects with its file and line (t
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +23,7 @@ from tunesmith.curate.readers import SourceError, parse_csv, parse_json, parse_j
 from tunesmith.curate.record import Example
 
 log = logging.getLogger(__name__)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt")
 FILE_TYPES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -88,10 +91,13 @@ def detect_format(rows: list[dict[str, Any]], path: str) -> str:
 
 def read_source(config: SourceConfig) -> tuple[list[Example], SourceRecord]:
     """Read one source into raw Examples (renamed columns, detected format) and describe it."""
-    kind, name = file_type(config), source_name(config)
     path = Path(config.path)
+    if path.is_dir():  # before guessing the type: a folder has no extension, or a misleading one
+        raise SourceError(f"{config.path}: is a folder, and a source is one file; list each file as its own source")
+    kind, name = file_type(config), source_name(config)
     if kind != "hub" and not path.is_file():
-        raise SourceError(f"{config.path}: file not found")
+        what = "not a regular file" if path.exists() else "file not found"
+        raise SourceError(f"{config.path}: {what}")
     readers = {"jsonl": parse_jsonl, "json": parse_json, "csv": parse_csv, "parquet": read_parquet}
     try:
         examples = (read_hub(config.path, config.hub_split, config.revision, name) if kind == "hub"
@@ -113,10 +119,23 @@ def read_source(config: SourceConfig) -> tuple[list[Example], SourceRecord]:
     for ex in examples:
         ex.format = fmt
         if config.keep_columns and ex.fields is not None:
-            ex.meta = {k: ex.fields[k] for k in config.keep_columns if k in ex.fields}
+            _keep_columns(ex, config.keep_columns)
     sha = sha256_file(path) if kind != "hub" else None
     log.info("read %d rows from %s (%s, format %s)", len(examples), config.path, kind, fmt)
     return examples, SourceRecord(path=config.path, format=fmt, rows=len(examples), sha256=sha)
+
+
+def _keep_columns(example: Example, columns: list[str]) -> None:
+    """Carry `keep_columns` on the row; a value holding a lone surrogate marks the row for `validate` to reject.
+
+    Such a value cannot be written as UTF-8, so left in place it would stop the whole curate when the split
+    files are written; as a row problem it costs one row, named with its file, line and column.
+    """
+    example.meta = {k: example.fields[k] for k in columns if k in example.fields}
+    for column, value in example.meta.items():
+        if example.problem is None and _SURROGATE.search(json.dumps(value, ensure_ascii=False)):
+            example.problem = "invalid_utf8"
+            example.detail = f"kept column {column!r} holds an unpaired UTF-16 surrogate (broken text)"
 
 
 def _rename_columns(examples: list[Example], config: SourceConfig) -> None:

@@ -18,6 +18,7 @@ import bisect
 import hashlib
 import itertools
 from collections import Counter, defaultdict
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -37,10 +38,11 @@ class Split(Stage):
             default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05},
             description="Share of rows per split; must add up to 1. Ignored for splits named in `sizes`.",
         )
-        sizes: dict[str, int] = Field(
-            default_factory=dict, description="Absolute row counts for some splits (e.g. {test: 200}); the rest by ratio."
+        sizes: dict[str, Annotated[int, Field(le=1_000_000_000)]] = Field(
+            default_factory=dict, description="Absolute row counts for some splits (e.g. {test: 200}; each at most "
+            "1,000,000,000); the rest by ratio."
         )
-        seed: int = Field(0, description="Seed of the assignment hash.")
+        seed: int = Field(0, ge=-(2**63), le=2**63 - 1, description="Seed of the assignment hash.")
         stratify: str | None = Field(None, description="Column (a source `keep_columns` entry) to stratify by.")
         group_by: str | None = Field(None, description="Column whose equal values stay in one split.")
 

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from tunesmith.artifacts import StageRecord
 from tunesmith.config import StrictModel
 from tunesmith.curate.record import Example
+from tunesmith.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False)  # reused: json.dumps with optio
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """Bad input data with `on_error: fail`; the message names file, line/row and field."""
 
 

@@ -9,7 +9,6 @@ tokenizer does not have this property.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,12 +38,6 @@ def chunk_token_counts(tokenizer, texts: Sequence[str]) -> np.ndarray:
                                                                   add_special_tokens=False)]
     per_chunk = np.where(first, bare[indices], np.asarray(spaced, dtype=np.int64)[indices])
     return np.bincount(row_of, weights=per_chunk, minlength=len(texts)).astype(np.int64)
-
-
-def special_token_pattern(tokenizer) -> re.Pattern | None:
-    """Matches any added/special token string; rows containing one are counted by full encoding."""
-    strings = [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.content]
-    return re.compile("|".join(re.escape(s) for s in sorted(strings, key=len, reverse=True))) if strings else None
 
 
 def row_counts(pieces: list[str], roles: tuple[str, ...], content_counts: list[int], piece_counts: list[int],

@@ -11,29 +11,13 @@ import logging
 import numpy as np
 from pydantic import Field
 
-from tunesmith.chat import end_of_turn, frame_for, render_with_spans
+from tunesmith.chat import encode_conversations, end_of_turn, frame_for, special_token_pattern
 from tunesmith.config import StrictModel
 from tunesmith.curate.record import Example
 from tunesmith.curate.stage import Stage, StageContext, register_stage
-from tunesmith.curate.token_count import chunk_token_counts, row_counts, special_token_pattern
+from tunesmith.curate.token_count import chunk_token_counts, row_counts
 
 log = logging.getLogger(__name__)
-
-
-def _tokens_in(encoding, lo: int, hi: int, limit: int) -> int:
-    """Tokens of `encoding` covering characters [lo, hi) among its first `limit` tokens (no offsets list)."""
-    first = last = None
-    for pos in range(lo, hi):
-        first = encoding.char_to_token(pos)
-        if first is not None:
-            break
-    for pos in range(hi - 1, lo - 1, -1):
-        last = encoding.char_to_token(pos)
-        if last is not None:
-            break
-    if first is None or last is None or first >= limit:
-        return 0
-    return min(last, limit - 1) - first + 1
 
 
 def _frame_counts(tokenizer, conversation) -> tuple[list[str], list[int], list[int]] | None:
@@ -67,13 +51,16 @@ class TokenStats(Stage):
     version = "1"
 
     class Config(StrictModel):
-        max_seq_len: int = Field(1024, ge=8, description="Training sequence length; longer rows get truncated.")
+        max_seq_len: int = Field(
+            1024, ge=8, le=1_048_576, description="Training sequence length; longer rows get truncated (at most 1,048,576)."
+        )
         reject_zero_trainable: bool = Field(True, description="Reject rows with no trainable tokens after truncation.")
         reject_truncated: bool = Field(False, description="Also reject rows longer than max_seq_len.")
-        bins: int = Field(30, ge=2, description="Histogram bins for the length distribution.")
-        batch_size: int = Field(2048, ge=1, description="Rows tokenized per batch.")
+        bins: int = Field(30, ge=2, le=1000, description="Histogram bins for the length distribution (at most 1,000).")
+        batch_size: int = Field(2048, ge=1, le=1_000_000, description="Rows tokenized per batch (at most 1,000,000).")
         verify_rows: int = Field(
-            256, ge=1, description="Rows counted both ways (chunked and full encoding); any difference switches to full."
+            256, ge=1, le=1_000_000, description="Rows counted both ways (chunked and full encoding); any difference "
+            "switches to full (at most 1,000,000)."
         )
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
@@ -120,16 +107,14 @@ class TokenStats(Stage):
         return lengths, trainable, fast
 
     def _exact_counts(self, tokenizer, conversations) -> tuple[np.ndarray, np.ndarray]:
-        """Counts from rendering and encoding every row in full (the reference the fast path is checked against)."""
+        """Counts from rendering and encoding every row in full, exactly as training does (the reference)."""
         lengths = np.zeros(len(conversations), dtype=np.int64)
         trainable = np.zeros(len(conversations), dtype=np.int64)
         step = self.config.batch_size
         for start in range(0, len(conversations), step):
-            texts, spans = render_with_spans(tokenizer, conversations[start : start + step])
-            encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
-            for j, (encoding, row_spans) in enumerate(zip(encodings, spans)):
-                lengths[start + j] = len(encoding.ids)
-                trainable[start + j] = sum(_tokens_in(encoding, lo, hi, self.config.max_seq_len) for lo, hi in row_spans)
+            for j, (ids, trained) in enumerate(encode_conversations(tokenizer, conversations[start : start + step])):
+                lengths[start + j] = len(ids)
+                trainable[start + j] = int(trained[: self.config.max_seq_len].sum())
         return lengths, trainable
 
     def _judge(self, examples, lengths, trainable, ctx: StageContext) -> list[Example]:

@@ -1,7 +1,8 @@
 """The `validate` stage: turn each raw row into chat messages, or reject it with file, line and field.
 
 Every input format becomes the same list of role/content turns here. Fix-ups (stripping whitespace,
-dropping placeholder inputs) are counted in the stage's findings so the card says what was changed.
+dropping placeholder inputs) are counted in the stage's findings so the card says what was changed. Text that
+holds the tokenizer's special tokens (chat-template markers such as `<|im_end|>`) is rejected by default.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tunesmith.config import StrictModel
+from tunesmith.config import StrictModel, preview, readable
+from tunesmith.curate.control_tokens import control_pattern
 from tunesmith.curate.readers import NOT_UTF8
 from tunesmith.curate.record import ROLES, Example, Message
 from tunesmith.curate.sources import FORMAT_KEYS
@@ -36,9 +38,13 @@ class RowProblem(Exception):
 
 
 def _short(value: Any) -> str:
-    """repr of a value for a one-line message, cut so a 10 MB field cannot flood the log."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """repr of a value for a one-line message, from a bounded preview so a 10 MB field is never formatted whole."""
+    return preview(value, 60)
+
+
+def _keys(turn: dict) -> str:
+    """The first few keys of an object, each cut short, for a message about what the row holds instead."""
+    return ", ".join(str(key)[:40] for key in list(turn)[:6]) or "none"
 
 
 def _text(fields: dict[str, Any], key: str, required: bool = True) -> str | None:
@@ -67,9 +73,8 @@ def _turns(fields: dict[str, Any], key: str, role_key: str, text_key: str, role_
         if not isinstance(turn, dict):
             raise RowProblem("wrong_type", where, f"{where} is {type(turn).__name__}, expected an object")
         if role_key not in turn:
-            keys = ", ".join(map(str, list(turn)[:6]))
             raise RowProblem("missing_field", f"{where}.{role_key}",
-                             f"{where} has no {role_key!r} key (its keys: {keys or 'none'}); is `format:` right?")
+                             f"{where} has no {role_key!r} key (its keys: {_keys(turn)}); is `format:` right?")
         role = turn[role_key]
         if not isinstance(role, str) or role.lower() not in role_map:
             close = difflib.get_close_matches(str(role).lower()[:40], list(role_map), n=1)
@@ -79,7 +84,7 @@ def _turns(fields: dict[str, Any], key: str, role_key: str, text_key: str, role_
         if not isinstance(content, str):
             kind = f"{type(content).__name__}, expected a string"
             if content is None:
-                kind = "null" if text_key in turn else f"missing (its keys: {', '.join(map(str, list(turn)[:6]))})"
+                kind = "null" if text_key in turn else f"missing (its keys: {_keys(turn)})"
             reason = "missing_field" if content is None else "wrong_type"
             raise RowProblem(reason, f"{where}.{text_key}", f"{where}.{text_key} is {kind}")
         messages.append(Message(role_map[role.lower()], content))
@@ -115,14 +120,24 @@ class Validate(Stage):
         placeholder_action: Literal["drop_input", "reject", "keep"] = Field(
             "drop_input", description="What to do with a placeholder input: drop it (fix-up), reject the row, keep."
         )
-        max_chars: int = Field(20000, ge=1, description="Rows whose turns add up to more characters are rejected.")
-        max_turns: int = Field(200, ge=2, description="Rows with more turns are rejected.")
+        max_chars: int = Field(
+            20000, ge=1, le=100_000_000, description="Rows whose turns add up to more characters are rejected "
+            "(at most 100,000,000)."
+        )
+        max_turns: int = Field(200, ge=2, le=100_000, description="Rows with more turns are rejected (at most 100,000).")
+        special_tokens: Literal["reject", "allow"] = Field(
+            "reject", description="reject: rows whose text holds a special token of the tokenizer (or, without "
+            "`token_stats`, a common chat control string such as <|im_end|> or [INST]); allow: keep them "
+            "(training still encodes them as plain text)."
+        )
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
         kept, fixups = [], Counter()
+        # the tokenizer is loaded (into ctx.extra) when the pipeline counts tokens; else the built-in list serves
+        special = control_pattern(ctx.extra.get("tokenizer")) if self.config.special_tokens == "reject" else None
         for example in examples:
             try:
-                kept.append(self._validate(example, fixups))
+                kept.append(self._validate(example, fixups, special))
             except RowProblem as problem:
                 if self.config.on_error == "fail":
                     field = f"field {problem.field}: " if problem.field else ""
@@ -132,7 +147,7 @@ class Validate(Stage):
         ctx.finding("formats", dict(Counter(f"{ex.source} ({ex.format})" for ex in examples)))
         return kept
 
-    def _validate(self, example: Example, fixups: Counter) -> Example:
+    def _validate(self, example: Example, fixups: Counter, special: re.Pattern | None = None) -> Example:
         if example.problem:
             raise RowProblem(example.problem, "", example.detail or example.problem)
         try:
@@ -144,7 +159,7 @@ class Validate(Stage):
             if stripped != messages:
                 fixups["stripped_whitespace"] += 1
             messages = stripped
-        self._check_turns(messages)
+        self._check_turns(messages, special)
         return example.replace(messages=tuple(messages), fields=None)
 
     def _messages(self, fmt: str, fields: dict[str, Any], fixups: Counter) -> list[Message]:
@@ -173,7 +188,7 @@ class Validate(Stage):
         fixups["dropped_placeholder_input"] += 1
         return None
 
-    def _check_turns(self, messages: list[Message]) -> None:
+    def _check_turns(self, messages: list[Message], special: re.Pattern | None = None) -> None:
         total = 0
         for i, message in enumerate(messages):
             if BLANK.fullmatch(message.content):
@@ -185,11 +200,18 @@ class Validate(Stage):
                 if 0xD800 <= code <= 0xDFFF:
                     raise RowProblem("invalid_utf8", field, f"{field} holds an unpaired UTF-16 surrogate (broken text)")
                 raise RowProblem("control_characters", field, f"{field} holds control character U+{code:04X}")
+            marker = special.search(message.content) if special is not None else None
+            if marker:
+                field = f"messages[{i}].content"
+                raise RowProblem("special_token_in_text", field, f"{field} holds {_short(marker.group())}, a special "
+                                 "token of the chat template; remove it, or set `special_tokens: allow` on validate")
             total += len(message.content)
         if len(messages) > self.config.max_turns:
-            raise RowProblem("too_many_turns", "messages", f"{len(messages)} turns (max_turns={self.config.max_turns})")
+            raise RowProblem("too_many_turns", "messages",
+                             f"{readable(len(messages))} turns (max_turns={readable(self.config.max_turns)})")
         if total > self.config.max_chars:
-            raise RowProblem("too_long", "messages", f"{total} characters (max_chars={self.config.max_chars})")
+            raise RowProblem("too_long", "messages",
+                             f"{readable(total)} characters (max_chars={readable(self.config.max_chars)})")
         self._check_roles([m.role for m in messages])
 
     @staticmethod

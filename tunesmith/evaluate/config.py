@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from tunesmith.config import StrictModel
 from tunesmith.evaluate.generation import GenerationSettings
@@ -10,19 +10,25 @@ from tunesmith.evaluate.metrics import parse_metric_names
 
 
 class BootstrapSettings(StrictModel):
-    resamples: int = Field(1000, ge=100, description="Paired bootstrap resamples of the examples.")
+    resamples: int = Field(
+        1000, ge=100, le=100_000, description="Paired bootstrap resamples of the examples (at most 100,000)."
+    )
     confidence: float = Field(0.95, gt=0.5, lt=1, description="Coverage of the percentile interval of each delta.")
-    seed: int = Field(0, description="Seed of the resampling, so intervals are reproducible.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the resampling, so intervals are reproducible.")
 
 
 class EvalConfig(StrictModel):
     run: str = Field(description="A finished run: runs/<id>/run.json or its folder. The card comes from the run.")
     split: str = Field("test", description="The card's held-out split to score both models on.")
     max_examples: int | None = Field(
-        None, ge=1, description="Score only the first N examples of the split (in file order); None for all."
+        None, ge=1, le=100_000_000, description="Score only the first N examples of the split (in file order); None for all."
     )
-    max_seq_len: int = Field(512, ge=8, description="Rows are truncated to this many tokens for perplexity.")
-    batch_size: int = Field(8, ge=1, description="Rows per forward pass for perplexity (length-bucketed).")
+    max_seq_len: int = Field(
+        512, ge=8, le=1_048_576, description="Rows are truncated to this many tokens for perplexity (at most 1,048,576)."
+    )
+    batch_size: int = Field(
+        8, ge=1, le=65_536, description="Rows per forward pass for perplexity (length-bucketed; at most 65,536)."
+    )
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     metrics: list[str] = Field(
         default_factory=lambda: ["bleu", "chrf", "rouge", "exact_match"],
@@ -35,8 +41,31 @@ class EvalConfig(StrictModel):
     )
     bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings)
     headline: str = Field("rougeL", description="The metric the report's verdict is stated in.")
+    allow_base_change: bool = Field(
+        False, description="Score the run even when its base weights changed since training (recorded in eval.json)."
+    )
 
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
         return parse_metric_names(names)
+
+    def scored_metrics(self) -> list[str]:
+        """Every metric name eval.json will hold with these settings, in its order."""
+        return scored_metric_names(self.metrics, self.general_text)
+
+    @field_validator("headline")
+    @classmethod
+    def _headline_is_scored(cls, headline: str, info: ValidationInfo) -> str:
+        # checked here, not after both models were scored, so a typo costs nothing (and `run` refuses it up front)
+        if "metrics" not in info.data or "general_text" not in info.data:
+            return headline  # those fields failed already; their error is the one to read
+        scored = scored_metric_names(info.data["metrics"], info.data["general_text"])
+        if headline not in scored:
+            raise ValueError(f"{headline!r} is not a metric these settings compute; choose one of {', '.join(scored)}")
+        return headline
+
+
+def scored_metric_names(metrics: list[str], general_text: str | None) -> list[str]:
+    general = ["general_text_perplexity"] if general_text is not None else []
+    return [*metrics, "response_perplexity", "sequence_perplexity", *general]

@@ -18,16 +18,21 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from tunesmith.chat import end_of_turn
+from tunesmith.chat import encode_prompts, end_of_turn
 from tunesmith.config import StrictModel
+from tunesmith.errors import UsageError
 from tunesmith.evaluate.batching import length_buckets, pad_batch
 
 
 class GenerationSettings(StrictModel):
     """How answers are generated for evaluation; recorded with the results."""
 
-    max_new_tokens: int = Field(128, ge=1, description="Most tokens generated per answer (the end of turn included).")
-    batch_size: int = Field(16, ge=1, description="Prompts per generate call; prompts of similar length share one.")
+    max_new_tokens: int = Field(
+        128, ge=1, le=131_072, description="Most tokens generated per answer (the end of turn included; at most 131,072)."
+    )
+    batch_size: int = Field(
+        16, ge=1, le=65_536, description="Prompts per generate call; prompts of similar length share one (at most 65,536)."
+    )
     do_sample: Literal[False] = Field(
         False, description="Always greedy (no sampling), so answers are reproducible and comparable across models."
     )
@@ -57,14 +62,8 @@ def stop_token_ids(tokenizer) -> list[int]:
         if len(encoded) == 1 and encoded[0] not in ids:
             ids.append(encoded[0])
     if not ids:
-        raise ValueError("the tokenizer has no single-token end of turn or eos to stop generation at")
+        raise UsageError("the tokenizer has no single-token end of turn or eos to stop generation at")
     return ids
-
-
-def encode_prompts(tokenizer, conversations: Sequence[Sequence[dict]]) -> list[list[int]]:
-    """Token ids of each conversation rendered with the generation prompt (the template holds the specials)."""
-    texts = [tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) for c in conversations]
-    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 @contextmanager

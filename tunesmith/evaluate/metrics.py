@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from tunesmith.config import StrictModel
+from tunesmith.errors import UsageError
 from tunesmith.evaluate.corpus_stats import example_stats, reference_streams, sacrebleu_metric, sentence_scores
 
 ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -61,10 +62,10 @@ def parse_metric_names(names: str | Sequence[str] | None) -> list[str]:
         if not part:
             continue
         if part.lower() not in lookup:
-            raise ValueError(_unknown_message("metric", part, [*METRICS, *GROUPS]))
+            raise UsageError(_unknown_message("metric", part, [*METRICS, *GROUPS]))
         chosen += [name for name in lookup[part.lower()] if name not in chosen]
     if not chosen:
-        raise ValueError(f"no metric named in {names!r}; choose from {', '.join([*METRICS, *GROUPS])}")
+        raise UsageError(f"no metric named in {names!r}; choose from {', '.join([*METRICS, *GROUPS])}")
     return chosen
 
 
@@ -82,23 +83,23 @@ def module_path(name: str) -> str:
     """
     short = name.removeprefix("tunesmith_")
     if short not in HF_MODULES:
-        raise ValueError(_unknown_message("evaluate module", name, HF_MODULES))
+        raise UsageError(_unknown_message("evaluate module", name, HF_MODULES))
     return str(_HF_MODULE_DIR / f"tunesmith_{short}")
 
 
 def check_inputs(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> None:
     """Raise ValueError unless there is one non-empty list of reference strings per prediction."""
     if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists; they must match")
+        raise UsageError(f"{len(predictions)} predictions but {len(references)} reference lists; they must match")
     if not predictions:
-        raise ValueError("no examples to score")
+        raise UsageError("no examples to score")
     for i, (pred, refs) in enumerate(zip(predictions, references)):
         if not isinstance(pred, str):
-            raise ValueError(f"prediction {i} is {type(pred).__name__}, not a string")
+            raise UsageError(f"prediction {i} is {type(pred).__name__}, not a string")
         if isinstance(refs, str) or not refs:
-            raise ValueError(f"example {i}: references must be a non-empty list of strings, got {refs!r:.80}")
+            raise UsageError(f"example {i}: references must be a non-empty list of strings, got {refs!r:.80}")
         if not all(isinstance(r, str) for r in refs):
-            raise ValueError(f"example {i}: every reference must be a string")
+            raise UsageError(f"example {i}: every reference must be a string")
 
 
 def rouge_version(name: str) -> str:

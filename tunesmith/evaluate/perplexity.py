@@ -20,6 +20,7 @@ from pydantic import Field
 
 from tunesmith.chat import IGNORE_INDEX
 from tunesmith.config import StrictModel
+from tunesmith.errors import UsageError
 from tunesmith.evaluate.batching import PaddingSide, length_buckets, pad_batch, pad_offsets
 
 Which = Literal["response", "sequence"]
@@ -50,7 +51,7 @@ class PerplexityResult(StrictModel):
         nll_sum = math.fsum(getattr(n, f"{which}_nll") for n in nlls)
         tokens = sum(getattr(n, f"{which}_tokens") for n in nlls)
         if tokens == 0:
-            raise ValueError(f"no {which} tokens to score in {len(nlls)} examples")
+            raise UsageError(f"no {which} tokens to score in {len(nlls)} examples")
         mean = nll_sum / tokens
         return cls(
             which=which,

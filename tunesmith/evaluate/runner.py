@@ -1,13 +1,13 @@
-"""Score the base and the tuned model of a run on the identical held-out examples; write `<run>/eval/`.
+"""Score the base and the tuned model of a run on the identical held-out examples; write `<run>/eval/<eval_id>/`.
 
 One model is loaded: the base with the run's adapter on top, and every base measurement runs with the
 adapter disabled, so both models share exactly the same base weights, tokenizer and chat template.
-The folder is assembled in a temporary sibling and renamed into place, with eval.json written last.
+Each eval id has its own folder, so an eval with other settings never replaces another one. The folder is
+assembled in a temporary sibling and renamed into place, with eval.json written last.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -17,37 +17,44 @@ from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tunesmith.artifact_io import atomic_write_text, sha256_file
+from tunesmith.artifact_io import atomic_write_text
 from tunesmith.artifacts import (
-    EVAL_FILE,
+    EVAL_DIR,
     CardError,
     EvalManifest,
     MetricComparison,
     open_card,
-    read_eval,
     read_run,
     write_eval,
 )
 from tunesmith.chat import encode_rows
 from tunesmith.config import dump_config
+from tunesmith.errors import UsageError
 from tunesmith.evaluate.compare import paired_bootstrap
 from tunesmith.evaluate.config import EvalConfig
 from tunesmith.evaluate.generation import generate_answers
+from tunesmith.evaluate.lineage import (
+    check_base,
+    current_base_sha256,
+    eval_id,
+    eval_warnings,
+    eval_with_id,
+    existing_eval,
+    run_folder,
+)
 from tunesmith.evaluate.metrics import corpus_scores, example_scores, parse_metric_names
 from tunesmith.evaluate.paired_perplexity import VERSIONS, compare_perplexity
 from tunesmith.evaluate.perplexity import example_nll, general_text_nll, load_general_text
+from tunesmith.locks import clear_stale_work, folder_lock
 from tunesmith.models import load_tuned_model
 from tunesmith.provenance import code_record
 
 log = logging.getLogger(__name__)
 
-EVAL_DIR = "eval"
+__all__ = ["eval_id", "existing_eval", "prompt_and_references", "run_eval", "run_folder"]
+
 SAMPLES_FILE = "samples.jsonl"
-
-
-def run_folder(path: str | Path) -> Path:
-    path = Path(path)
-    return path.parent if path.name == "run.json" else path
+STAGING_PREFIX = ".eval-"
 
 
 def prompt_and_references(row: dict) -> tuple[list[dict], list[str]]:
@@ -59,27 +66,6 @@ def prompt_and_references(row: dict) -> tuple[list[dict], list[str]]:
     extra = row.get("references")
     references = [str(r) for r in extra] if isinstance(extra, list) and extra else [messages[last]["content"]]
     return messages[:last], references
-
-
-def eval_id(config: EvalConfig, run_dir: Path, card_fingerprint: str) -> str:
-    """Equal for the same adapter weights, card and eval settings (wherever the run folder lives)."""
-    payload = {
-        "adapter": sha256_file(run_dir / "adapter" / "adapter_model.safetensors"),
-        "card": card_fingerprint,
-        "config": config.model_dump(mode="json", exclude={"run"}),
-        "general_text": sha256_file(Path(config.general_text))
-        if config.general_text not in (None, "builtin") else config.general_text,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def existing_eval(config: EvalConfig) -> EvalManifest | None:
-    """The run's eval when it was made from the same adapter, card and settings; else None."""
-    run_dir = run_folder(config.run)
-    if not (run_dir / EVAL_DIR / EVAL_FILE).is_file():
-        return None
-    manifest = read_eval(run_dir / EVAL_DIR)
-    return manifest if manifest.eval_id == eval_id(config, run_dir, manifest.card_fingerprint) else None
 
 
 def _general_paragraphs(config: EvalConfig) -> list[str] | None:
@@ -116,12 +102,18 @@ def run_eval(config: EvalConfig, reuse: bool = True) -> Path:
     if config.split not in splits.rows:
         raise CardError(f"{manifest.card_path}: no split {config.split!r} (it has {', '.join(splits.rows)})")
     names = parse_metric_names(config.metrics)
-    if reuse and (found := existing_eval(config)) is not None:
+    base_sha = current_base_sha256(manifest)
+    changed_from = check_base(manifest, base_sha, config.allow_base_change)
+    the_id = eval_id(config, run_dir, manifest.card_fingerprint, base_sha)  # hashed before scoring, not after
+    if reuse and (found := eval_with_id(run_dir, the_id)) is not None:
         log.info("eval %s already exists for these inputs; reusing it", found.eval_id)
-        return run_dir / EVAL_DIR
+        for warning in found.warnings:
+            log.warning("eval %s", warning)
+        return run_dir / EVAL_DIR / found.eval_id
     rows = splits.rows[config.split][: config.max_examples]
     if not rows:
         raise CardError(f"{manifest.card_path}: split {config.split!r} is empty")
+    warnings = eval_warnings(config, len(rows), len(splits.rows[config.split]), changed_from, base_sha)
     prompts, references = zip(*(prompt_and_references(row) for row in rows))
     model, tokenizer = load_tuned_model(run_dir)
     encoded = encode_rows(tokenizer, rows, config.max_seq_len)
@@ -132,9 +124,10 @@ def run_eval(config: EvalConfig, reuse: bool = True) -> Path:
     device = str(next(model.parameters()).device)
     samples = _samples(rows, prompts, references, base, tuned, names)
     result = EvalManifest(
-        eval_id=eval_id(config, run_dir, manifest.card_fingerprint), run_id=manifest.run_id,
+        eval_id=the_id, run_id=manifest.run_id,
         run_path=str(run_dir.resolve()), card_fingerprint=manifest.card_fingerprint, card_path=manifest.card_path,
-        split=config.split, n_examples=len(rows), base_model=manifest.base_model, device=device,
+        split=config.split, n_examples=len(rows), base_model=manifest.base_model, base_model_sha256=base_sha,
+        base_changed_from=changed_from, warnings=warnings, device=device,
         generation=config.generation.model_dump(mode="json"), bootstrap=config.bootstrap.model_dump(mode="json"),
         metrics=metrics, timings=_timings(base, tuned), config=config.model_dump(mode="json"),
         wall_seconds=round(time.perf_counter() - started, 2), created_at=datetime.now(timezone.utc),
@@ -164,7 +157,7 @@ def _comparisons(config: EvalConfig, names, base: dict, tuned: dict, references)
                                           VERSIONS["general"], **bootstrap))
     known = [m.name for m in metrics]
     if config.headline not in known:
-        raise ValueError(f"headline metric {config.headline!r} was not evaluated; choose one of {', '.join(known)}")
+        raise UsageError(f"headline metric {config.headline!r} was not evaluated; choose one of {', '.join(known)}")
     return metrics
 
 
@@ -194,19 +187,32 @@ def _samples(rows, prompts, references, base: dict, tuned: dict, names) -> list[
 
 
 def _write_folder(run_dir: Path, config: EvalConfig, result: EvalManifest, samples: list[dict]) -> Path:
-    """Build the eval folder beside the run's files, then swap it in; eval.json is written last."""
-    final = run_dir / EVAL_DIR
-    staging = Path(tempfile.mkdtemp(prefix=".eval-", dir=run_dir))
-    atomic_write_text(staging / SAMPLES_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    dump_config(config, staging / "config.resolved.yaml")
-    write_eval(result, staging)
-    staging.chmod(0o755)
-    if final.exists():
-        retired = run_dir / f".eval-old-{result.eval_id}"
-        shutil.rmtree(retired, ignore_errors=True)
-        final.rename(retired)
+    """Build `eval/<eval_id>/` beside the other evals, then rename it in; eval.json is written last.
+
+    Only a folder of the same id (the same inputs, recomputed with --force) is ever replaced.
+    """
+    root = run_dir / EVAL_DIR
+    with folder_lock(root, f"an eval of run {result.run_id}", wait=True):  # a write takes a moment: wait
+        clear_stale_work(root, (STAGING_PREFIX,))  # we hold the lock, so these belong to killed evals
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+        try:
+            atomic_write_text(staging / SAMPLES_FILE,
+                              "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+            dump_config(config, staging / "config.resolved.yaml")
+            write_eval(result, staging)
+            staging.chmod(0o755)
+            _swap_in(staging, root / result.eval_id)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return root / result.eval_id
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    if not final.exists():
         staging.rename(final)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(final)
-    return final
+        return
+    retired = final.with_name(f"{STAGING_PREFIX}old-{final.name}")
+    shutil.rmtree(retired, ignore_errors=True)
+    final.rename(retired)
+    staging.rename(final)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from tunesmith.errors import UsageError
 from tunesmith.evaluate.metrics import MetricValue, corpus_scores, parse_metric_names
 
 
@@ -23,7 +24,7 @@ def read_texts(path: Path, field: str) -> list[str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise UsageError(f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the newline that ends the last line
@@ -36,23 +37,23 @@ def read_texts(path: Path, field: str) -> list[str]:
 def _json_text(line: str, field: str, path: Path, number: int) -> str:
     where = f"{path}:{number}"
     if not line.strip():
-        raise ValueError(f"{where}: empty line; every line of a .jsonl file must hold one example")
+        raise UsageError(f"{where}: empty line; every line of a .jsonl file must hold one example")
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+        raise UsageError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
     if isinstance(row, str):
         return row
     if not isinstance(row, dict):
-        raise ValueError(
+        raise UsageError(
             f"{where}: expected a JSON string or an object with a {field!r} or 'text' field, "
             f"got a JSON {type(row).__name__}"
         )
     key = field if field in row else "text" if "text" in row else None
     if key is None:
-        raise ValueError(f"{where}: no {field!r} or 'text' field (fields: {', '.join(map(str, row)) or 'none'})")
+        raise UsageError(f"{where}: no {field!r} or 'text' field (fields: {', '.join(map(str, row)) or 'none'})")
     if not isinstance(row[key], str):
-        raise ValueError(f"{where}: field {key!r} is a JSON {type(row[key]).__name__}, not a string")
+        raise UsageError(f"{where}: field {key!r} is a JSON {type(row[key]).__name__}, not a string")
     return row[key]
 
 
@@ -62,15 +63,15 @@ def score_files(
     """Corpus scores of the predictions file against the reference files (line i of each is a reference for i)."""
     names = parse_metric_names(metrics)  # an unknown name fails before any file is read
     if not references:
-        raise ValueError("give at least one references file")
+        raise UsageError("give at least one references file")
     hyps = read_texts(predictions, "prediction")
     if not hyps:
-        raise ValueError(f"{predictions} holds no examples")
+        raise UsageError(f"{predictions} holds no examples")
     streams = []
     for path in references:
         refs = read_texts(path, "reference")
         if len(refs) != len(hyps):
-            raise ValueError(
+            raise UsageError(
                 f"{predictions} has {len(hyps)} lines but {path} has {len(refs)}; they must match line for line"
             )
         streams.append(refs)

@@ -158,13 +158,14 @@ def _rejections(card: DatasetCard) -> list[dict[str, Any]]:
 
 def _exact_dedup(stage: StageRecord) -> dict[str, Any]:
     f = stage.findings
-    groups = [
-        {"kept": str(g.get("kept", "")), "dropped": [str(i) for i in _list(g.get("dropped"))]}
-        for g in _dicts(f.get("groups"))
-    ]
+    groups = []
+    for g in _dicts(f.get("groups")):
+        dropped = [str(i) for i in _list(g.get("dropped"))]
+        groups.append({"kept": str(g.get("kept", "")), "dropped": dropped, "more": _more(g, "dropped_total", dropped)})
     return {
         "duplicates": _num(f.get("duplicates"), stage.rows_rejected),
         "groups": groups,
+        "file": stage.rejected_file or "rejected/exact_dedup.jsonl",
         "key_fields": [str(k) for k in _list(f.get("key_fields"))],
         "warnings": _list(f.get("warnings")),
     }
@@ -179,13 +180,20 @@ def _near_dedup(stage: StageRecord) -> dict[str, Any]:
             _pick(m, "id") | {"jaccard": _num(m.get("jaccard"), None), "text": _clip(texts.get(m.get("id")))}
             for m in _dicts(c.get("members"))
         ]
-        clusters.append({"kept": str(c.get("kept", "")), "kept_text": _clip(c.get("kept_text")), "members": members})
+        clusters.append({"kept": str(c.get("kept", "")), "kept_text": _clip(c.get("kept_text")), "members": members,
+                         "more": _more(c, "members_total", members)})
     return {
         "num_clusters": _num(f.get("num_clusters"), len(clusters)),
         "clusters": clusters,
+        "clusters_file": f.get("clusters_file") if isinstance(f.get("clusters_file"), str) else None,
         "duplicate_rows": _num(f.get("duplicate_rows"), stage.rows_rejected),
         "params": sorted(_dict(f.get("params")).items()),
     }
+
+
+def _more(group: dict, total_key: str, listed: list) -> int:
+    """How many members the card left out of a group (it lists the first few; cards before the cap list all)."""
+    return max(int(_num(group.get(total_key), len(listed))) - len(listed), 0)
 
 
 def _pii(stage: StageRecord) -> dict[str, Any]:
@@ -294,7 +302,7 @@ def _other_findings(card: DatasetCard) -> list[dict[str, str]]:
 SECTIONS: dict[str, tuple[Callable[[StageRecord], dict[str, Any]], str]] = {
     "validate": (_validate, "fixups formats"),
     "exact_dedup": (_exact_dedup, "duplicates groups key_fields warnings"),
-    "near_dedup": (_near_dedup, "num_clusters duplicate_rows params clusters"),
+    "near_dedup": (_near_dedup, "num_clusters duplicate_rows params clusters clusters_file"),
     "pii": (_pii, "counts rows_with_pii examples action"),
     "bias_audit": (_bias, "identity_terms pronouns cooccurrence toxicity languages language_sample_size warnings"),
     "token_stats": (

@@ -13,7 +13,7 @@ from tunesmith.artifacts import MetricComparison
 from tunesmith.reports import metric_text as mt
 from tunesmith.reports import svg
 from tunesmith.reports.audit import script_json
-from tunesmith.reports.run_data import RunArtifacts, points
+from tunesmith.reports.run_data import RunArtifacts, eval_warnings, points
 
 
 def _test_set(art: RunArtifacts) -> tuple[str, str, int] | None:
@@ -91,6 +91,8 @@ def _flags(runs: list[RunArtifacts], groups: dict[tuple[str, str, int], str], na
                 f"{mt.label(name)} was computed with different settings across runs (its version "
                 f"strings differ: {' | '.join(sorted(versions))})."
             )
+    for art in runs:
+        flags += [f"{art.run.run_id}: {warning}." for warning in eval_warnings(art.eval)]
     missing = [art.run.run_id for art in runs if art.eval is None]
     if missing:
         flags.append(f"Not evaluated, so no metrics: {', '.join(missing)}.")

@@ -2,6 +2,9 @@
 
 Only run.json is required. The eval folder, metrics.jsonl, the configs and the dataset card (which lives
 elsewhere and may have moved) are optional: what cannot be read becomes a notice for the page to show.
+A run may hold several evals (`eval/<eval_id>/`); the newest on the test split is shown unless one is named.
+A damaged samples.jsonl is refused with its file and line: eval writes it whole, so a bad line is not a crash
+artifact but a file that no longer says what was scored.
 """
 
 from __future__ import annotations
@@ -10,19 +13,22 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunesmith.artifact_io import sha256_file
+from tunesmith.artifact_io import ArtifactError, sha256_file
 from tunesmith.artifacts import (
+    EVAL_DIR,
     EVAL_FILE,
+    HELD_OUT_SPLIT,
     RUN_FILE,
     DatasetCard,
     EvalManifest,
     RunManifest,
+    choose_eval,
+    eval_folders,
     read_card,
     read_eval,
     read_run,
 )
 
-EVAL_DIR = "eval"
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
 CONFIG_FILE = "config.resolved.yaml"
@@ -90,13 +96,14 @@ def _card_candidates(card_path: str, run_dir: Path) -> list[Path]:
     return [path] if path.is_absolute() else [path, run_dir / path]
 
 
-def load_run(path: Path, samples: bool = True, adapter_hash: bool = True) -> RunArtifacts:
-    """Read a run folder (or its run.json); raises only when run.json itself is missing or invalid."""
+def load_run(path: Path, samples: bool = True, adapter_hash: bool = True, eval_id: str | None = None) -> RunArtifacts:
+    """Read a run folder (or its run.json); raises only when run.json itself is missing or invalid, when the
+    eval named by `eval_id` does not exist, or when the chosen eval's samples.jsonl is damaged."""
     run_dir = run_folder(path)
     art = RunArtifacts(run_dir=run_dir, run=read_run(run_dir))
     art.train_config = _text(run_dir / CONFIG_FILE)
     _load_metrics(art)
-    _load_eval(art, samples)
+    _load_eval(art, samples, eval_id)
     _load_card(art)
     weights = run_dir / ADAPTER_WEIGHTS
     if adapter_hash and weights.is_file():
@@ -114,25 +121,73 @@ def _load_metrics(art: RunArtifacts) -> None:
         art.notices["training"] = f"{bad} line(s) of {METRICS_FILE} were not JSON objects and are left out."
 
 
-def _load_eval(art: RunArtifacts, with_samples: bool) -> None:
-    folder = art.run_dir / EVAL_DIR
-    if not (folder / EVAL_FILE).is_file():
+def _load_eval(art: RunArtifacts, with_samples: bool, eval_id: str | None) -> None:
+    folder = choose_eval(art.run_dir, eval_id)
+    if folder is None:
         art.notices["eval"] = f"This run has not been evaluated yet (no {EVAL_DIR}/{EVAL_FILE}); run `tunesmith eval`."
         return
+    shown = folder.relative_to(art.run_dir)
     try:
         art.eval = read_eval(folder)
     except ValueError as err:  # includes pydantic's ValidationError
-        art.notices["eval"] = f"{EVAL_DIR}/{EVAL_FILE} could not be read: {str(err).splitlines()[0]}"
+        art.notices["eval"] = f"{shown}/{EVAL_FILE} could not be read: {str(err).splitlines()[0]}"
         return
+    others = len(eval_folders(art.run_dir)) - 1
+    if others and eval_id is None:
+        which = "the newest on the test split" if art.eval.split == HELD_OUT_SPLIT else "the newest (none is on test)"
+        which = which if not art.eval.warnings else f"{which}, with warnings"
+        art.notices["eval"] = (f"This run has {others + 1} evals; shown is {art.eval.eval_id}, {which}. "
+                               f"Show another with `tunesmith report {art.run_dir} --eval EVAL_ID`.")
     art.eval_config = _text(folder / CONFIG_FILE)
     if not with_samples:
         return
     if not (folder / SAMPLES_FILE).is_file():
-        art.notices["examples"] = f"No {EVAL_DIR}/{SAMPLES_FILE}: per-example outputs are not available."
+        art.notices["examples"] = f"No {shown}/{SAMPLES_FILE}: per-example outputs are not available."
         return
-    art.samples, bad = read_jsonl(folder / SAMPLES_FILE)
-    if bad:
-        art.notices["examples"] = f"{bad} line(s) of {SAMPLES_FILE} were not JSON objects and are left out."
+    art.samples = read_samples(folder / SAMPLES_FILE)
+
+
+def read_samples(path: Path) -> list[dict]:
+    """The rows of an eval's samples.jsonl; any line that is not a sample raises ArtifactError naming file:line."""
+    rows = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            problem = None
+            try:
+                row = json.loads(raw.decode("utf-8"))
+                problem = _sample_problem(row)
+            except UnicodeDecodeError:
+                problem = "not valid UTF-8"
+            except json.JSONDecodeError as err:
+                problem = f"not valid JSON ({err.msg})"
+            if problem:
+                raise ArtifactError(f"{path}:{number}: {problem}; this file is written by `tunesmith eval`, so "
+                                    "restore it or recompute it with `tunesmith eval ... --force`")
+            rows.append(row)
+    return rows
+
+
+def _sample_problem(row: object) -> str | None:
+    if not isinstance(row, dict):
+        return f"a {type(row).__name__}, not a JSON object"
+    scores = row.get("scores")
+    if scores is not None and not (isinstance(scores, dict) and all(isinstance(v, dict) for v in scores.values())):
+        return "field scores must map each metric to {base, tuned}"
+    for key in ("prompt", "references"):
+        if row.get(key) is not None and not isinstance(row[key], (str, list)):
+            return f"field {key} must be text or a list"
+    return None
+
+
+def eval_warnings(ev: EvalManifest | None) -> list[str]:
+    """What the headline must say about the eval: its own warnings (older evals only knew their split)."""
+    if ev is None:
+        return []
+    if ev.warnings:
+        return list(ev.warnings)
+    return [f"scored on the {ev.split!r} split, not the held-out test split"] if ev.split != HELD_OUT_SPLIT else []
 
 
 def _load_card(art: RunArtifacts) -> None:

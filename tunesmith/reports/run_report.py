@@ -19,11 +19,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from tunesmith.artifact_io import atomic_write_text
 from tunesmith.artifacts import EvalManifest, MetricComparison
+from tunesmith.errors import EnvironmentProblem, UsageError
 from tunesmith.reports import metric_text as mt
 from tunesmith.reports import svg
 from tunesmith.reports.audit import script_json
 from tunesmith.reports.compare_view import build_compare_view
-from tunesmith.reports.run_data import RunArtifacts, as_number, load_run, points
+from tunesmith.reports.run_data import RunArtifacts, as_number, eval_warnings, load_run, points
 from tunesmith.reports.word_diff import word_diff
 
 REPORT_FILE = "report.html"
@@ -31,9 +32,12 @@ DEFAULT_HEADLINE = "rougeL"
 PERPLEXITIES = ("response_perplexity", "sequence_perplexity", "general_text_perplexity")
 
 
-def render_run_report(run_dir: Path, out_path: Path | None = None) -> Path:
-    """Write the report of one run (default `<run_dir>/report.html`, atomically) and return its path."""
-    art = load_run(Path(run_dir))
+def render_run_report(run_dir: Path, out_path: Path | None = None, eval_id: str | None = None) -> Path:
+    """Write the report of one run (default `<run_dir>/report.html`, atomically) and return its path.
+
+    It shows the eval named `eval_id`, else the run's newest eval on the test split.
+    """
+    art = load_run(Path(run_dir), eval_id=eval_id)
     out_path = Path(out_path) if out_path else art.run_dir / REPORT_FILE
     return _write(out_path, "run.html.j2", build_run_view(art))
 
@@ -41,15 +45,27 @@ def render_run_report(run_dir: Path, out_path: Path | None = None) -> Path:
 def render_compare_report(run_dirs: list[Path], out_path: Path) -> Path:
     """Write a page comparing several runs (settings, metrics, eval-loss curves) and return its path."""
     if not run_dirs:
-        raise ValueError("nothing to compare: give at least one run folder")
+        raise UsageError("nothing to compare: give at least one run folder")
     runs = [load_run(Path(d), samples=False, adapter_hash=False) for d in run_dirs]
     return _write(Path(out_path), "compare.html.j2", build_compare_view(runs))
 
 
 def _write(out_path: Path, template: str, view: dict[str, Any]) -> Path:
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_path, _environment().get_template(template).render(**view))
+    page = _environment().get_template(template).render(**view)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_path, page)
+    except OSError as err:  # a full disk, a read-only folder, a file where a folder should be, ...
+        raise EnvironmentProblem(f"{out_path}: cannot write the report ({_why(err, out_path)}); choose another "
+                                 "--out, in a writable folder with free space") from None
     return out_path
+
+
+def _why(err: OSError, out_path: Path) -> str:
+    blocking = next((p for p in out_path.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        return f"{blocking} is a file, not a folder"
+    return err.strerror or type(err).__name__
 
 
 @lru_cache(maxsize=1)
@@ -114,6 +130,7 @@ def build_run_view(art: RunArtifacts) -> dict[str, Any]:
     return {
         "run": art.run,
         "eval": ev,
+        "eval_warnings": eval_warnings(ev),
         "card": art.card,
         "notices": art.notices,
         "verdict": verdict,

@@ -20,9 +20,10 @@ class EpochSeededLengthSampler(LengthGroupedSampler):
     """transformers' length-grouped order, with the order of every epoch after the first drawn from (seed, epoch).
 
     The stock sampler draws an epoch's order from the global RNG as it stands when the epoch begins. For the
-    first epoch that is the freshly seeded RNG, which a resumed run reproduces, so that draw is kept; a run
-    resumed in a later epoch skips the epochs before it and would draw a different order. The Trainer (through
-    accelerate's loader) calls `set_epoch` before every epoch, resumed or not.
+    first epoch that is the RNG the Trainer seeds with the run's seed when it is built (nothing draws from it
+    before the first batch), which a resumed run reproduces, so that draw is kept; a run resumed in a later epoch
+    skips the epochs before it and would draw a different order. The Trainer (through accelerate's loader) calls
+    `set_epoch` before every epoch, resumed or not.
     """
 
     def __init__(self, batch_size: int, dataset, seed: int):

@@ -57,6 +57,14 @@ class MetricsFile(TrainerCallback):
                  "  ".join(f"{k}={v:.4g}" for k, v in record.items() if k in ("loss", "eval_loss", "lr", "tokens_per_s")))
 
 
+class ConfiguredIntervals(TrainerCallback):
+    """On --resume transformers keeps the checkpoint's logging, eval and save intervals; use the configured ones,
+    which are the ones run.json records (changing them on resume is allowed: they do not change the adapter)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.compute_steps(args, state.max_steps)
+
+
 BEST_ADAPTER = "best_adapter.safetensors"
 
 

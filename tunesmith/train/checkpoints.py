@@ -17,6 +17,7 @@ from pathlib import Path
 
 from transformers import Trainer
 
+from tunesmith.errors import EnvironmentProblem
 from tunesmith.train.batching import EpochSeededLengthSampler
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ COMPLETE = "COMPLETE"
 STAGING = ".staging"
 
 
-class DiskFullError(OSError, ValueError):
+class DiskFullError(EnvironmentProblem):
     """No space left while saving (errno ENOSPC); also a ValueError, so the CLI reports it in one line (exit 2)."""
 
     def __init__(self, message: str):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tunesmith.config import StrictModel
 
 
 class LoraSettings(StrictModel):
-    r: int = Field(16, ge=1, description="LoRA rank.")
-    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (commonly 2*r).")
+    r: int = Field(16, ge=1, le=4096, description="LoRA rank (at most 4,096).")
+    alpha: int = Field(32, ge=1, le=65_536, description="LoRA scaling numerator (commonly 2*r; at most 65,536).")
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Module names to adapt, or all-linear for every linear layer but the head."
@@ -31,33 +32,49 @@ class TrainConfig(StrictModel):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     output_dir: str = Field("runs", description="Runs go to <output_dir>/<run_id>/.")
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Default: time + card.")
-    max_seq_len: int = Field(512, ge=8, description="Rows are truncated to this many tokens.")
-    epochs: float = Field(1.0, gt=0, description="Passes over the training split (ignored when max_steps is set).")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
-    batch_size: int = Field(8, ge=1, description="Rows per device batch.")
+    max_seq_len: int = Field(512, ge=8, le=1_048_576, description="Rows are truncated to this many tokens (at most 1,048,576).")
+    epochs: float = Field(
+        1.0, gt=0, le=10_000, description="Passes over the training split (ignored when max_steps is set; at most 10,000)."
+    )
+    max_steps: int | None = Field(
+        None, ge=1, le=100_000_000, description="Stop after this many optimizer steps (at most 100,000,000)."
+    )
+    batch_size: int = Field(8, ge=1, le=65_536, description="Rows per device batch (at most 65,536).")
     batching: Literal["padded", "padding_free"] = Field(
         "padded", description="padded: length-grouped rows padded to the longest in the batch; padding_free: "
         "the batch's rows laid end to end in one sequence, isolated by position ids (no pad tokens)."
     )
-    grad_accumulation: int = Field(1, ge=1, description="Batches per optimizer step.")
-    learning_rate: float = Field(2e-4, gt=0)
+    grad_accumulation: int = Field(1, ge=1, le=65_536, description="Batches per optimizer step (at most 65,536).")
+    learning_rate: float = Field(2e-4, gt=0, le=10, description="Peak learning rate (at most 10).")
     schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    eval_steps: int | None = Field(None, ge=1, description="Validation loss every N steps (default: once per epoch).")
+    weight_decay: float = Field(0.0, ge=0, le=10, description="AdamW weight decay (at most 10).")
+    max_grad_norm: float = Field(1.0, gt=0, le=1_000_000, description="Gradient clipping norm.")
+    eval_steps: int | None = Field(
+        None, ge=1, le=100_000_000, description="Validation loss every N steps (default: once per epoch)."
+    )
     early_stopping_patience: int | None = Field(
-        None, ge=1, description="Stop when validation loss has not improved for this many evaluations."
+        None, ge=1, le=1_000_000, description="Stop when validation loss has not improved for this many evaluations."
     )
     restore_best: bool = Field(
         True, description="With early stopping, save the adapter from the evaluation with the lowest loss."
     )
-    logging_steps: int = Field(1, ge=1, description="Write metrics.jsonl every N steps.")
-    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps, so --resume can continue.")
-    keep_checkpoints: int = Field(2, ge=1, description="Complete checkpoints kept; older ones are deleted.")
-    seed: int = Field(0)
+    logging_steps: int = Field(1, ge=1, le=100_000_000, description="Write metrics.jsonl every N steps.")
+    save_steps: int | None = Field(
+        None, ge=1, le=100_000_000, description="Checkpoint every N steps, so --resume can continue."
+    )
+    keep_checkpoints: int = Field(
+        2, ge=1, le=10_000, description="Complete checkpoints kept; older ones are deleted (at most 10,000)."
+    )
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the LoRA initialisation, data order and dropout.")
     train_split: str = Field("train")
     eval_split: str | None = Field("validation", description="Split for eval loss; None to skip evaluation.")
+
+    @field_validator("card", "output_dir")
+    @classmethod
+    def _expand_home(cls, value: str) -> str:
+        """`~` is the home folder here as in model paths: a shell leaves `output_dir=~/x` unexpanded."""
+        return os.path.expanduser(value)
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self) -> TrainConfig:

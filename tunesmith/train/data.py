@@ -8,13 +8,14 @@ same tokens. Reading the card (`artifacts.open_card`) refuses one whose split fi
 from __future__ import annotations
 
 from tunesmith.chat import IGNORE_INDEX, end_of_turn
+from tunesmith.errors import TunesmithError, UsageError
 
 
-class TrainDataError(ValueError):
+class TrainDataError(UsageError):
     """The card's rows cannot be trained on; the message names the rows."""
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(TunesmithError, RuntimeError):
     """The training loss became NaN or infinite; the message names the step."""
 
 

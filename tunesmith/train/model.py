@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.artifact_io import sha256_file
-from tunesmith.models import compute_dtype, load_causal_lm, load_tokenizer, resolve_model_dir
+from tunesmith.models import base_weights_sha256, compute_dtype, load_causal_lm, load_tokenizer, resolve_model_dir
 from tunesmith.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -39,20 +38,21 @@ def _quantization_kwargs(quantization: str, cuda: bool) -> dict:
 
 
 def weights_sha256(location: Path | str) -> str | None:
-    """sha256 of a local model's safetensors weights (None for hub ids or sharded/other formats)."""
-    path = Path(location) / "model.safetensors"
-    return sha256_file(path) if path.is_file() else None
+    """sha256 of a local model's safetensors weights (sharded too; None for hub ids); eval checks the same value."""
+    return base_weights_sha256(location)
 
 
 def load_model_for_training(config: TrainConfig):
     """(peft model, tokenizer, quantization used, device, weights sha256)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
 
     cuda = torch.cuda.is_available()
     quantization = resolve_quantization(config.quantization, cuda)
     location = resolve_model_dir(config.model, with_weights=True)
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code,
                                chat_template=config.chat_template)
+    set_seed(config.seed)  # any weight missing from the checkpoint is initialised from the run's seed too
     model = load_causal_lm(location, trust_remote_code=config.trust_remote_code,
                            **_quantization_kwargs(quantization, cuda))
     model.config.use_cache = False  # no KV cache in training; padding-free batches need it off to isolate rows
@@ -62,6 +62,9 @@ def load_model_for_training(config: TrainConfig):
         )
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
+    # seeded here, where the LoRA A matrices are drawn, not at the start of train(): whatever ran before (the
+    # embedded model's conversion on a cold cache builds a randomly initialised model) must not shape the adapter
+    set_seed(config.seed)
     model = get_peft_model(model, lora)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)

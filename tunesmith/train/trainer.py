@@ -14,16 +14,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from transformers import set_seed
 
 from tunesmith.artifact_io import atomic_write_text
 from tunesmith.artifacts import RunManifest, open_card, write_run
 from tunesmith.chat import encode_rows
-from tunesmith.config import dump_config
+from tunesmith.errors import Interrupted, UsageError
 from tunesmith.models import compute_dtype
 from tunesmith.provenance import code_record
 from tunesmith.train.batching import collator_for
-from tunesmith.train.callbacks import EarlyStopping, MetricsFile, RichProgress
+from tunesmith.train.callbacks import ConfiguredIntervals, EarlyStopping, MetricsFile, RichProgress
 from tunesmith.train.checkpoints import (
     AtomicCheckpointTrainer,
     checkpoint_step,
@@ -34,6 +33,7 @@ from tunesmith.train.checkpoints import (
 from tunesmith.train.config import TrainConfig
 from tunesmith.train.data import preflight
 from tunesmith.train.model import load_model_for_training
+from tunesmith.train.run_folder import after_interrupt, check_resume, claimed_run_folder, finish, record_start
 
 log = logging.getLogger(__name__)
 
@@ -58,29 +58,78 @@ def _arguments(config: TrainConfig, checkpoints: Path, has_eval: bool, device: s
     )
 
 
-def run_name(config: TrainConfig, fingerprint: str) -> str:
-    return config.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{fingerprint[:8]}"
-
-
 def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Train on the card's training split and return the run folder; `resume` continues a killed run."""
+    """Train on the card's training split and return the run folder; `resume` continues a killed run.
+
+    The run folder is locked throughout, so a second writer of the same run id is refused. Ctrl-C or SIGTERM ends
+    in `Interrupted`, whose message names the checkpoint kept (or says nothing was).
+    """
     started = time.perf_counter()
     splits = open_card(Path(config.card))
-    set_seed(config.seed)
+    rows = _split_rows(splits, config)
     if splits.card.tokenizer and splits.card.tokenizer.name != config.model:
         log.warning("the card counted tokens with %s but training uses %s: its token statistics may not hold",
                     splits.card.tokenizer.name, config.model)
-    model, tokenizer, quantization, device, weights_sha = load_model_for_training(config)
-    train_rows = encode_rows(tokenizer, splits.rows[config.train_split], config.max_seq_len)
-    preflight(tokenizer, train_rows)
-    eval_rows = encode_rows(tokenizer, splits.rows.get(config.eval_split, []), config.max_seq_len) \
-        if config.eval_split else []
-    run_dir = _run_folder(config, splits.card.fingerprint, resume)
-    trainer = _build_trainer(config, model, tokenizer, train_rows, eval_rows, run_dir, device, resume)
+    with claimed_run_folder(config, splits.card.fingerprint, resume) as run_dir:
+        try:
+            return _train_into(run_dir, config, splits, rows, resume, started)
+        except KeyboardInterrupt:
+            raise Interrupted(after_interrupt(run_dir)) from None
+
+
+def _split_rows(splits, config: TrainConfig) -> tuple[list[dict], list[dict]]:
+    """The training and evaluation rows; a split the card lacks is refused by name (a missing default
+    `validation` split only means no eval loss)."""
+    have = ", ".join(sorted(splits.rows)) or "none"
+    if config.train_split not in splits.rows:
+        raise UsageError(f"train_split={config.train_split!r}: the card {config.card} has no such split (it has: "
+                         f"{have}); set train_split to one of them")
+    if not config.eval_split:
+        return splits.rows[config.train_split], []
+    if config.eval_split not in splits.rows:
+        if config.eval_split != "validation" or config.early_stopping_patience:
+            raise UsageError(f"eval_split={config.eval_split!r}: the card {config.card} has no such split (it has: "
+                             f"{have}); set eval_split to one of them, or eval_split=null")
+        log.info("the card has no validation split: training without eval loss")
+        return splits.rows[config.train_split], []
+    return splits.rows[config.train_split], splits.rows[config.eval_split]
+
+
+def _train_into(run_dir: Path, config: TrainConfig, splits, rows, resume: bool, started: float) -> Path:
     checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
+    step, fingerprint = (checkpoint_step(checkpoint) if checkpoint else 0), splits.card.fingerprint
+    if checkpoint:  # before loading the model, then again once its weights' hash is known
+        check_resume(run_dir, config, fingerprint, None, step)
+    model, tokenizer, quantization, device, weights_sha = load_model_for_training(config)
+    if checkpoint:
+        check_resume(run_dir, config, fingerprint, weights_sha, step)
+    record_start(run_dir, config, fingerprint, weights_sha, step)
+    train_rows = encode_rows(tokenizer, rows[0], config.max_seq_len)
+    preflight(tokenizer, train_rows)
+    eval_rows = encode_rows(tokenizer, rows[1], config.max_seq_len) if rows[1] else []
+    trainer = _build_trainer(config, model, tokenizer, train_rows, eval_rows, run_dir, device, resume)
     if resume:
         log.info("resuming %s from %s", run_dir.name, checkpoint or "the start (no complete checkpoint)")
-        _forget_metrics_after(run_dir / "metrics.jsonl", checkpoint_step(checkpoint) if checkpoint else 0)
+        _forget_metrics_after(run_dir / "metrics.jsonl", step)
+    metrics = _fit(trainer, run_dir, checkpoint, config, bool(eval_rows))
+    with disk_full_is_clear(run_dir / "adapter", "the adapter", "free some space, then run again with --resume"):
+        model.save_pretrained(run_dir / "adapter", safe_serialization=True)
+        tokenizer.save_pretrained(run_dir / "adapter")
+    discard_checkpoints(run_dir / "checkpoints")  # they exist only while a run is unfinished
+    manifest = RunManifest(
+        run_id=run_dir.name, card_fingerprint=fingerprint, card_path=str(Path(config.card).resolve()),
+        base_model=config.model, base_model_sha256=weights_sha, quantization=quantization, device=device,
+        config=config.model_dump(mode="json"), final_metrics=metrics, torch_threads=torch.get_num_threads(),
+        wall_seconds=round(time.perf_counter() - started, 2), created_at=datetime.now(timezone.utc), code=code_record(),
+    )
+    with disk_full_is_clear(run_dir, "run.json", "free some space, then run again with --resume"):
+        write_run(manifest, run_dir)
+    finish(run_dir)
+    return run_dir
+
+
+def _fit(trainer, run_dir: Path, checkpoint: Path | None, config: TrainConfig, has_eval: bool) -> dict[str, float]:
+    """Train (from `checkpoint` when resuming) and return the final metrics of the adapter about to be saved."""
     try:
         with disk_full_is_clear(run_dir, "training progress", "free some space, then run again with --resume"):
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -91,21 +140,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
     best, restored = _restore_best(trainer, config)
     metrics.update(best)
-    if eval_rows:
+    if has_eval:
         metrics.update(_final_eval(trainer, restored))
-    with disk_full_is_clear(run_dir / "adapter", "the adapter", "free some space, then run again with --resume"):
-        model.save_pretrained(run_dir / "adapter", safe_serialization=True)
-        tokenizer.save_pretrained(run_dir / "adapter")
-    discard_checkpoints(run_dir / "checkpoints")  # they exist only while a run is unfinished
-    manifest = RunManifest(
-        run_id=run_dir.name, card_fingerprint=splits.card.fingerprint, card_path=str(Path(config.card).resolve()),
-        base_model=config.model, base_model_sha256=weights_sha, quantization=quantization, device=device,
-        config=config.model_dump(mode="json"), final_metrics=metrics,
-        wall_seconds=round(time.perf_counter() - started, 2), created_at=datetime.now(timezone.utc), code=code_record(),
-    )
-    with disk_full_is_clear(run_dir, "run.json", "free some space, then run again with --resume"):
-        write_run(manifest, run_dir)
-    return run_dir
+    return metrics
 
 
 def _final_eval(trainer, restored: bool) -> dict[str, float]:
@@ -144,26 +181,11 @@ def _step_of(line: str) -> int | None:
         return None
 
 
-def _run_folder(config: TrainConfig, fingerprint: str, resume: bool) -> Path:
-    if resume and not config.run_id:
-        raise FileNotFoundError("--resume needs the run_id of the run to continue")
-    run_dir = Path(config.output_dir) / run_name(config, fingerprint)
-    if (run_dir / "run.json").exists():
-        raise FileExistsError(f"{run_dir} already holds a finished run; choose another run_id")
-    if resume and not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no run to resume")
-    if not resume and (run_dir / "checkpoints").is_dir():
-        raise FileExistsError(f"{run_dir} holds an unfinished run; continue it with --resume or pick another run_id")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, run_dir / "config.resolved.yaml")
-    return run_dir
-
-
 def _build_trainer(config, model, tokenizer, train_rows, eval_rows, run_dir: Path, device: str, resume: bool):
     from datasets import Dataset
     from transformers import PrinterCallback
 
-    callbacks = [MetricsFile(run_dir / "metrics.jsonl", append=resume), RichProgress()]
+    callbacks = [ConfiguredIntervals(), MetricsFile(run_dir / "metrics.jsonl", append=resume), RichProgress()]
     if config.early_stopping_patience and eval_rows:
         callbacks.append(EarlyStopping(config.early_stopping_patience))
     trainer = AtomicCheckpointTrainer(

@@ -1,0 +1,277 @@
+"""Integrity of curate and audit outputs: an audit never overwrites what a user owns, two curates of one config end
+with the one version, killed runs' work folders are cleaned by the next run, and a damaged version is repaired
+from the fresh build (or refused with the reason) instead of being reused as it is.
+
+Run: .venv/bin/python -m pytest tests/faults/test_curate_integrity.py -q
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunesmith.artifacts import read_card, split_problems
+from tunesmith.cli import main
+from tunesmith.config import load_config
+from tunesmith.curate.audit import MARKER, run_audit
+from tunesmith.curate.card import existing_version
+from tunesmith.curate.config import CurateConfig
+from tunesmith.curate.diff import verify_card
+from tunesmith.curate.pipeline import run_curate
+from tunesmith.errors import OutputExistsError, UsageError
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "sft_tiny.jsonl"
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker():
+    """These tests start their own processes: no CLI worker server (the package conftest starts one per module)."""
+    yield None
+
+
+def curate_yaml(tmp_path: Path) -> Path:
+    """A quick config without a tokenizer: three splits, no report."""
+    settings = {"name": "tiny", "output_dir": str(tmp_path / "out"), "report": False,
+                "sources": [{"path": str(FIXTURE)}], "gates": {"min_rows": 2},
+                "stages": [{"stage": "validate", "max_chars": 5000}, {"stage": "exact_dedup"},
+                           {"stage": "split", "ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}}]}
+    path = tmp_path / "curate.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def curate(tmp_path: Path):
+    return run_curate(load_config(CurateConfig, curate_yaml(tmp_path), []))
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def says(log: str, message: str) -> bool:
+    """`message` is in the log, wherever rich wrapped its lines (a long path breaks anywhere)."""
+    return "".join(message.split()) in "".join(log.split())
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path below `folder` with its bytes (None for folders): to show nothing there changed."""
+    return {p.relative_to(folder).as_posix(): (None if p.is_dir() else p.read_bytes()) for p in folder.rglob("*")}
+
+
+# ---- audit --out DIR ----
+
+@pytest.mark.parametrize("earlier_audit", [False, True], ids=["user-folder", "audit-plus-user-file"])
+def test_audit_refuses_a_folder_holding_user_files_and_leaves_it_untouched(tmp_path, tiny_tokenizer_dir, capsys,
+                                                                          earlier_audit):
+    out = tmp_path / "audit"
+    if earlier_audit:  # an earlier audit the user then added notes to: the notes are not the audit's to delete
+        run_audit(FIXTURE, out, tokenizer=str(tiny_tokenizer_dir))
+    out.mkdir(exist_ok=True)
+    (out / "README.md").write_text("my own notes\n")
+    (out / "notes").mkdir()
+    (out / "notes" / "plan.txt").write_text("do not lose me\n")
+    before = tree(out)
+    code = main(["audit", str(FIXTURE), "--out", str(out), "--tokenizer", str(tiny_tokenizer_dir)])
+    said = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in said
+    assert says(said, f"{out}: exists and is not an earlier tunesmith audit")
+    assert tree(out) == before
+    assert not any(p.name.startswith("tmp-") for p in (tmp_path / ".audit.tunesmith-audit").iterdir())
+
+
+def test_audit_refuses_an_input_inside_its_output_folder_even_through_a_symlink(tmp_path, tiny_tokenizer_dir):
+    out = tmp_path / "audit"
+    out.mkdir()
+    source = out / "data.jsonl"
+    shutil.copy(FIXTURE, source)
+    (tmp_path / "link.jsonl").symlink_to(source)
+    for given in (source, tmp_path / "link.jsonl"):
+        with pytest.raises(UsageError, match="the input lies inside the audit folder"):
+            run_audit(given, out, tokenizer=str(tiny_tokenizer_dir))
+    assert main(["audit", str(out), "--out", str(out), "--tokenizer", str(tiny_tokenizer_dir)]) == 2  # DIR itself
+    assert source.read_bytes() == FIXTURE.read_bytes() and sorted(os.listdir(out)) == ["data.jsonl"]
+
+
+def test_audit_refuses_an_output_that_is_a_file_or_a_symlink(tmp_path, tiny_tokenizer_dir):
+    (tmp_path / "file").write_text("mine\n")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for out, reason in (("file", "is not a folder"), ("link", "is a symlink")):
+        with pytest.raises(OutputExistsError, match=reason):
+            run_audit(FIXTURE, tmp_path / out, tokenizer=str(tiny_tokenizer_dir))
+    assert (tmp_path / "file").read_text() == "mine\n" and os.listdir(tmp_path / "real") == []
+
+
+def test_a_second_audit_replaces_the_first_whole_and_leaves_nothing_behind(tmp_path, tiny_tokenizer_dir):
+    out = tmp_path / "audit"
+    out.mkdir()  # an empty folder may be used
+    first = read_card(run_audit(FIXTURE, out, tokenizer=str(tiny_tokenizer_dir)))
+    marker = json.loads((out / MARKER).read_text())
+    assert set(marker["files"]) == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {MARKER}
+    (out / "rejected" / "validate.jsonl").unlink()  # a file of the audit gone missing does not make it foreign
+    second = read_card(run_audit(FIXTURE, out, tokenizer=str(tiny_tokenizer_dir)))
+    assert second.created_at > first.created_at and second.fingerprint == first.fingerprint
+    assert (out / "rejected" / "validate.jsonl").is_file() and split_problems(second, out) == []
+    assert sorted(os.listdir(tmp_path)) == [".audit.tunesmith-audit", "audit"]
+    assert os.listdir(tmp_path / ".audit.tunesmith-audit") == [".lock"]  # no work folder, no old audit
+
+
+def test_an_audit_killed_while_replacing_the_earlier_one_gets_it_back(tmp_path, tiny_tokenizer_dir):
+    """A kill between moving the earlier audit aside and renaming the new one in: the next run restores it first."""
+    out = tmp_path / "audit"
+    first = read_card(run_audit(FIXTURE, out, tokenizer=str(tiny_tokenizer_dir)))
+    out.rename(tmp_path / ".audit.tunesmith-audit" / "old-killed")
+    with pytest.raises(UsageError):  # this run fails (a missing input), but after putting the earlier audit back
+        run_audit(tmp_path / "missing.jsonl", out, tokenizer=str(tiny_tokenizer_dir))
+    assert read_card(out).created_at == first.created_at
+    assert os.listdir(tmp_path / ".audit.tunesmith-audit") == [".lock"]
+
+
+# ---- two curates, stale work folders ----
+
+# Runs the CLI; with GATE_INSIDE set, the curate holds the dataset lock until the file GATE_GO appears
+GATED_CLI = """
+import os, sys, time
+from pathlib import Path
+import tunesmith.curate.pipeline as pipeline
+from tunesmith.cli import main
+
+read_sources = pipeline.read_sources
+
+def gated(config):
+    Path(os.environ["GATE_INSIDE"]).touch()
+    deadline = time.monotonic() + 60
+    while not Path(os.environ["GATE_GO"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return read_sources(config)
+
+if os.environ.get("GATE_INSIDE"):
+    pipeline.read_sources = gated
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_two_concurrent_curates_of_one_config_both_end_with_the_one_version(tmp_path):
+    config, inside, go = curate_yaml(tmp_path), tmp_path / "inside", tmp_path / "go"
+    env = {**os.environ, "COLUMNS": "300", "GATE_INSIDE": str(inside), "GATE_GO": str(go)}
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+
+    def start(log: Path, env: dict) -> subprocess.Popen:
+        with open(log, "w") as handle:
+            return subprocess.Popen([sys.executable, "-c", GATED_CLI, "curate", str(config)], cwd=ROOT, env=env,
+                                    stdout=handle, stderr=subprocess.STDOUT)
+
+    first = start(logs[0], env)
+    try:
+        wait_for(lambda: inside.exists() or first.poll() is not None, "the first curate to take the lock")
+        second = start(logs[1], {k: v for k, v in env.items() if not k.startswith("GATE_")})
+        try:
+            wait_for(lambda: f"waiting for pid {first.pid}" in one_line(logs[1].read_text()) or
+                     second.poll() is not None, "the second curate to wait for the first")
+            go.touch()
+            codes = first.wait(timeout=60), second.wait(timeout=60)
+        finally:
+            second.kill()
+    finally:
+        first.kill()
+    said = [one_line(log.read_text()) for log in logs]
+    assert codes == (0, 0), said
+    assert f"waiting for pid {first.pid}" in said[1]
+    printed = [re.findall(r"fingerprint ([0-9a-f]{16})", text) for text in said]
+    assert printed[0] == printed[1] and len(printed[0]) == 1
+    assert "unchanged: identical inputs and config" in said[1]
+    dataset = tmp_path / "out" / "tiny"
+    assert sorted(os.listdir(dataset)) == [".lock", "v1"]
+    assert read_card(dataset / "v1").fingerprint.startswith(printed[0][0])
+
+
+def test_work_folders_of_killed_curates_are_removed_by_the_next_one(tmp_path):
+    dataset = tmp_path / "out" / "tiny"
+    stale = dataset / ".tmp-killed1234"
+    stale.mkdir(parents=True)
+    (stale / "train.jsonl").write_text(FIXTURE.read_text() * 10)  # a full split copy a SIGKILL left behind
+    (stale / "rejected").mkdir()
+    (stale / "rejected" / "validate.jsonl").write_text("{}\n")
+    result = curate(tmp_path)
+    assert not stale.exists() and sorted(os.listdir(dataset)) == [".lock", result.directory.name]
+
+
+def test_existing_version_skips_work_failed_and_symlinked_folders(tmp_path):
+    result = curate(tmp_path)
+    dataset, fp = result.directory.parent, result.card.fingerprint
+    elsewhere = tmp_path / "elsewhere"
+    result.directory.rename(elsewhere)
+    for name in (".tmp-left", "failed-0123456789ab"):  # same card, but never a version
+        shutil.copytree(elsewhere, dataset / name)
+    (dataset / "v1").symlink_to(elsewhere)  # a version folder that lives outside this dataset folder
+    assert existing_version(dataset, fp) is None
+    again = curate(tmp_path)
+    assert not again.reused and not again.directory.is_symlink() and again.directory.name == "v2"
+
+
+# ---- a damaged version is repaired, or refused ----
+
+def test_a_damaged_version_is_repaired_from_the_fresh_build(tmp_path, capsys):
+    version = curate(tmp_path).directory
+    card = read_card(version)
+    originals = {name: (version / split.file).read_bytes() for name, split in card.splits.items()}
+    (version / "train.jsonl").unlink()
+    (version / "validation.jsonl").write_text('{"rewritten": true}\n')
+    outside = tmp_path / "outside-test.jsonl"  # same bytes, but a symlink out of the version folder
+    (version / "test.jsonl").rename(outside)
+    (version / "test.jsonl").symlink_to(outside)
+    assert main(["curate", str(curate_yaml(tmp_path))]) == 0
+    said = capsys.readouterr().err
+    assert says(said, f"WARNING {version} was damaged; repaired from this build")
+    assert says(said, "train.jsonl (missing)") and says(said, "validation.jsonl (changed: sha256 mismatch)")
+    assert says(said, "test.jsonl (not a regular file)")
+    for name, split in card.splits.items():
+        path = version / split.file
+        assert path.is_file() and not path.is_symlink() and path.read_bytes() == originals[name]
+    assert outside.read_bytes() == originals["test"]  # the symlink was replaced, not the file it pointed to
+    assert verify_card(version) == [] and main(["card", "validate", str(version)]) == 0
+    assert sorted(p.name for p in version.parent.iterdir()) == [".lock", "v1"]
+
+
+def test_a_card_edited_to_match_a_swapped_split_is_refused_not_reused(tmp_path, capsys):
+    """A split copied over another with its sha256 updated: the card no longer gives its fingerprint."""
+    version = curate(tmp_path).directory
+    raw = json.loads((version / "card.json").read_text())
+    shutil.copy(version / "test.jsonl", version / "validation.jsonl")
+    raw["splits"]["validation"] = {**raw["splits"]["test"], "file": "validation.jsonl"}
+    (version / "card.json").write_text(json.dumps(raw))
+    before = tree(version)
+    with pytest.raises(OutputExistsError, match="do not give its fingerprint"):
+        curate(tmp_path)
+    assert main(["curate", str(curate_yaml(tmp_path))]) == 2
+    said = capsys.readouterr().err
+    assert "Traceback" not in said and says(said, "do not give its fingerprint (was the card edited?)")
+    assert tree(version) == before and sorted(os.listdir(version.parent)) == [".lock", "v1"]
+
+
+def test_a_card_with_edited_row_counts_is_refused_not_reused(tmp_path):
+    version = curate(tmp_path).directory
+    raw = json.loads((version / "card.json").read_text())
+    raw["splits"]["train"]["rows"] = 99999  # not in the fingerprint, but checked against the rows just written
+    (version / "card.json").write_text(json.dumps(raw))
+    try:
+        read_card(version)
+    except ValueError:
+        pytest.skip("the card schema itself now refuses the edited row count")
+    with pytest.raises(OutputExistsError, match="records of split.*'train'.*differ"):
+        curate(tmp_path)

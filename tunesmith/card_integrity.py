@@ -1,0 +1,175 @@
+"""Is a dataset card true? Its fingerprint recomputed, its split and rejected files re-hashed and re-counted
+inside its folder, its stage counts chained from the sources to the splits, and its split rows readable.
+
+Ground floor, below artifacts.py (which re-exports these names): imports only artifact_io and errors, so that
+artifacts.py can use it; the card schemas appear here as annotations only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunesmith.artifact_io import file_kind, open_regular
+from tunesmith.errors import UsageError
+
+if TYPE_CHECKING:
+    from tunesmith.artifacts import DatasetCard, SplitRecord
+
+
+class CardError(UsageError):
+    """A card that must not be used: its split files changed or its quality gates failed."""
+
+
+# top-level config keys that say where a version goes and how it is shown, not what it holds
+FINGERPRINT_EXCLUDES = ("output_dir", "version", "report", "background_inspectors")
+
+
+def card_fingerprint(config: dict[str, Any], splits: dict[str, SplitRecord]) -> str:
+    """sha256 over the split hashes and the resolved curate config (as stored in `card.config`).
+
+    Computable from card.json alone, so every reader can check that the recorded fingerprint still matches.
+    """
+    payload = {
+        "config": {key: value for key, value in config.items() if key not in FINGERPRINT_EXCLUDES},
+        "splits": {name: record.sha256 for name, record in sorted(splits.items())},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _unusable(directory: Path, name: str) -> tuple[Path, str | None]:
+    """The real path of a file a card names, and why it cannot be read (None when it can).
+
+    The name alone is checked when the card is read; here its real path must stay inside the card folder
+    (a symlink may not lead out) and be a regular file, which is checked without opening it (a FIFO blocks).
+    """
+    root = os.path.realpath(directory)
+    real = os.path.realpath(Path(directory) / name)
+    if os.path.commonpath([root, real]) != root:
+        return Path(real), f"resolves to {real}, outside the card's folder (a symlink?)"
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return Path(real), "is missing"
+    if not stat.S_ISREG(mode):
+        return Path(real), f"is {file_kind(mode)}, not a regular file"
+    return Path(real), None
+
+
+def _hash_and_count(path: Path, what: str) -> tuple[str, int]:
+    """sha256 and line count of a file in one bounded-memory pass."""
+    digest, lines, last = hashlib.sha256(), 0, b"\n"
+    with open_regular(path, what) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return digest.hexdigest(), lines + (last != b"\n")  # a last line without its newline still counts
+
+
+def split_problems(card: DatasetCard, directory: Path) -> list[str]:
+    """Split files of a card that are missing, not regular files inside its folder, or changed (re-hashed and
+    re-counted) since it was written."""
+    problems = []
+    for name, split in card.splits.items():
+        file = Path(directory) / split.file
+        real, problem = _unusable(directory, split.file)
+        if problem is not None:
+            problems.append(f"{file}: split {name!r} {problem}")
+            continue
+        sha256, rows = _hash_and_count(real, f"split {name!r}")
+        if sha256 != split.sha256:
+            problems.append(f"{file}: split {name!r} changed since the card was written (sha256 mismatch)")
+        elif rows != split.rows:
+            problems.append(f"{file}: the card records {split.rows} rows (field splits.{name}.rows), "
+                            f"the file has {rows}; the card was edited: restore it, or curate the version again")
+    return problems
+
+
+def card_problems(card: DatasetCard, directory: Path, card_file: Path, rejected_required: bool = True) -> list[str]:
+    """Everything that makes a card disagree with itself or its files: see split_problems and record_problems."""
+    return split_problems(card, directory) + record_problems(card, directory, card_file, rejected_required)
+
+
+def record_problems(card: DatasetCard, directory: Path, card_file: Path, rejected_required: bool = True) -> list[str]:
+    """The card's records against each other and its rejected files: the fingerprint recomputed from the split
+    hashes and config, the stage counts chained from the sources to the splits, the rejected files' rows.
+
+    `rejected_required=False` lets training and eval use a version whose rejected/ rows were deleted.
+    """
+    problems = _rejected_problems(card, directory, rejected_required)
+    recomputed = card_fingerprint(card.config, card.splits)
+    if recomputed != card.fingerprint:
+        problems.append(f"{card_file}: field fingerprint is {card.fingerprint[:16]}… but the card's split hashes and "
+                        f"config give {recomputed[:16]}…; a split or the config was changed after curation: "
+                        "restore the version's files, or curate it again")
+    return problems + _stage_count_problems(card, card_file)
+
+
+def _rejected_problems(card: DatasetCard, directory: Path, required: bool) -> list[str]:
+    expected: dict[str, int] = {}
+    for stage in card.stages:
+        if stage.rejected_file is not None:
+            expected[stage.rejected_file] = expected.get(stage.rejected_file, 0) + stage.rows_rejected
+    problems = []
+    for name, rows in expected.items():
+        real, problem = _unusable(directory, name)
+        if problem == "is missing" and not required:
+            continue
+        if problem is None:
+            counted = _hash_and_count(real, "rejected file")[1]
+            problem = None if counted == rows else f"has {counted} rows, but the stages record {rows} rejected"
+        if problem is not None:
+            problems.append(f"{Path(directory) / name}: rejected file {problem}")
+    return problems
+
+
+def _stage_count_problems(card: DatasetCard, card_file: Path) -> list[str]:
+    """Each stage takes in what the one before put out; the first reads the sources, the last fills the splits."""
+    flow = [("the sources", "sources.rows", sum(s.rows for s in card.sources))]
+    flow += [(f"stage {s.name!r}", f"stages.{i}.rows_out", s.rows_out) for i, s in enumerate(card.stages)]
+    problems = []
+    for i, stage in enumerate(card.stages):
+        what, field, rows = flow[i]
+        if stage.rows_in != rows:
+            problems.append(f"{card_file}: field stages.{i}.rows_in is {stage.rows_in}, but {what} "
+                            f"put out {rows} ({field})")
+    split_rows = sum(s.rows for s in card.splits.values())
+    what, field, rows = flow[-1]
+    if split_rows != rows:
+        problems.append(f"{card_file}: the splits record {split_rows} rows (splits.*.rows), but {what} put out "
+                        f"{rows} ({field})")
+    return problems
+
+
+def iter_split_rows(path: Path, split: str) -> Iterator[dict]:
+    """The rows of a split file, each checked for what training and eval read (file:line and field if not)."""
+    with open_regular(path, f"split {split!r}") as handle:
+        for number, line in enumerate(handle, 1):
+            yield _split_row(path, number, line)
+
+
+def _split_row(path: Path, number: int, line: bytes) -> dict:
+    where = f"{path}:{number}"
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CardError(f"{where}: not a JSON row ({err}); the split file was edited after curation") from None
+    if not isinstance(row, dict):
+        raise CardError(f"{where}: a row must be a JSON object, not {type(row).__name__}")
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        said = "missing" if messages is None else f"{type(messages).__name__}, not a non-empty list"
+        raise CardError(f"{where}: field messages: {said}; every split row holds its chat messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise CardError(f"{where}: field messages.{i}: must be an object with role and content")
+        for key in ("role", "content"):
+            if not isinstance(message.get(key), str):
+                raise CardError(f"{where}: field messages.{i}.{key}: must be a string")
+    return row
