@@ -29,27 +29,29 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
 
 
-def holder_of(folder: Path) -> str:
+def holder_of(folder: Path, lock_name: str = LOCK_FILE) -> str:
     """Who holds (or last held) the folder's lock, in words: 'pid 123 on host since 2026-12-01 10:00:00 UTC'."""
     try:
-        info = json.loads((Path(folder) / LOCK_FILE).read_text(encoding="utf-8"))
+        info = json.loads((Path(folder) / lock_name).read_text(encoding="utf-8"))
         return f"pid {info['pid']} on {info['host']} since {info['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 
 
 @contextmanager
-def folder_lock(folder: Path, what: str, wait: bool = False, poll_seconds: float = 0.5) -> Iterator[Path]:
+def folder_lock(folder: Path, what: str, wait: bool = False, poll_seconds: float = 0.5,
+                lock_name: str = LOCK_FILE) -> Iterator[Path]:
     """Hold the exclusive lock of `folder` (created if missing) for the `with` block.
 
     Without `wait`, a folder locked by a live process raises BusyError naming that process; with `wait`, the call
-    blocks until the holder finishes (logging once whom it waits for) and then proceeds.
+    blocks until the holder finishes (logging once whom it waits for) and then proceeds. `lock_name` picks another
+    lock file in the folder, for a lock on one thing inside it (one eval id) rather than on the whole folder.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(folder / lock_name, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        _acquire(fd, folder, what, wait, poll_seconds)
+        _acquire(fd, folder, what, wait, poll_seconds, lock_name)
         since = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}).encode(), 0)
@@ -58,7 +60,19 @@ def folder_lock(folder: Path, what: str, wait: bool = False, poll_seconds: float
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _acquire(fd: int, folder: Path, what: str, wait: bool, poll_seconds: float) -> None:
+def wait_for_writer(folder: Path, poll_seconds: float = 0.5) -> None:
+    """Block until no process holds the folder's lock; creates nothing (a finished folder may have dropped it)."""
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        _acquire(fd, Path(folder), "it", wait=True, poll_seconds=poll_seconds)
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, folder: Path, what: str, wait: bool, poll_seconds: float, lock_name: str = LOCK_FILE) -> None:
     told = False
     while True:
         try:
@@ -66,10 +80,10 @@ def _acquire(fd: int, folder: Path, what: str, wait: bool, poll_seconds: float) 
             return
         except BlockingIOError:
             if not wait:
-                raise BusyError(f"{folder}: {what} is being written by {holder_of(folder)}; wait for it to finish "
-                                "(or stop that process) and run again") from None
+                raise BusyError(f"{folder}: {what} is being written by {holder_of(folder, lock_name)}; wait for it "
+                                "to finish (or stop that process) and run again") from None
             if not told:
-                log.info("%s: waiting for %s, which is writing %s", folder, holder_of(folder), what)
+                log.info("%s: waiting for %s, which is writing %s", folder, holder_of(folder, lock_name), what)
                 told = True
             time.sleep(poll_seconds)
 

@@ -22,8 +22,9 @@ from pydantic import Field, model_validator
 from tunesmith.artifacts import read_run
 from tunesmith.config import StrictModel, apply_overrides, read_yaml, validate_config
 from tunesmith.curate.config import CurateConfig
-from tunesmith.errors import UsageError
+from tunesmith.errors import BusyError, UsageError
 from tunesmith.evaluate.config import EvalConfig
+from tunesmith.locks import wait_for_writer
 from tunesmith.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,7 @@ def pipeline_run_id(train: TrainConfig, card_fingerprint: str) -> str:
 def run_pipeline(config: RunConfig, say: Callable[[str], None] = log.info) -> Path:
     """Run every step that has no up-to-date output and return the report path (or eval folder without report)."""
     from tunesmith.curate.pipeline import run_curate
-    from tunesmith.evaluate.runner import existing_eval, run_eval
-    from tunesmith.train.checkpoints import latest_checkpoint
-    from tunesmith.train.trainer import train
+    from tunesmith.evaluate.runner import evaluate_run
 
     preflight(config)
     curated = run_curate(config.curate)
@@ -89,17 +88,10 @@ def run_pipeline(config: RunConfig, say: Callable[[str], None] = log.info) -> Pa
     train_config = config.train_config(str(card_path))
     run_id = train_config.run_id or pipeline_run_id(train_config, curated.card.fingerprint)
     train_config = train_config.model_copy(update={"run_id": run_id})
-    run_dir = Path(train_config.output_dir) / run_id
-    if (run_dir / "run.json").is_file() and read_run(run_dir).card_fingerprint == curated.card.fingerprint:
-        say(f"train: reused run {run_id}")
-    else:
-        resume = latest_checkpoint(run_dir / "checkpoints") is not None  # train refuses a live or changed one
-        say(f"train: {'resuming' if resume else 'starting'} run {run_id}")
-        run_dir = train(train_config, resume=resume)
+    run_dir = _train_or_reuse(train_config, curated.card.fingerprint, say)
 
     eval_config = config.eval_config(str(run_dir / "run.json"))
-    reused = existing_eval(eval_config) is not None
-    eval_dir = run_eval(eval_config)
+    eval_dir, reused = evaluate_run(eval_config)
     say(f"eval: {'reused' if reused else 'wrote'} {eval_dir}")
     if not config.report:
         return eval_dir
@@ -108,6 +100,27 @@ def run_pipeline(config: RunConfig, say: Callable[[str], None] = log.info) -> Pa
     report = render_run_report(run_dir, eval_id=eval_dir.name)  # the eval just made, whatever its split
     say(f"report: {report}")
     return report
+
+
+def _train_or_reuse(train_config: TrainConfig, fingerprint: str, say: Callable[[str], None]) -> Path:
+    """The finished run of these settings, trained (or resumed) here unless it exists. When another `tunesmith run`
+    is training the same run id right now, wait for it and reuse its run instead of failing."""
+    from tunesmith.train.checkpoints import latest_checkpoint
+    from tunesmith.train.trainer import train
+
+    run_id = train_config.run_id
+    run_dir = Path(train_config.output_dir) / run_id
+    while True:
+        if (run_dir / "run.json").is_file() and read_run(run_dir).card_fingerprint == fingerprint:
+            say(f"train: reused run {run_id}")
+            return run_dir
+        resume = latest_checkpoint(run_dir / "checkpoints") is not None  # train refuses a changed one
+        say(f"train: {'resuming' if resume else 'starting'} run {run_id}")
+        try:
+            return train(train_config, resume=resume)
+        except BusyError as busy:
+            say(f"train: {busy}; waiting for it to finish")
+            wait_for_writer(run_dir)  # the other process is done (finished, failed or killed): look again
 
 
 def preflight(config: RunConfig) -> None:

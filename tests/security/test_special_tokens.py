@@ -125,3 +125,18 @@ def test_curate_gives_validate_the_pipelines_tokenizer(tmp_path, tiny_tokenizer_
     card = run_curate(config).card
     assert card.stages[0].findings["rejected_by_reason"] == {"special_token_in_text": 1}
     assert card.stages[0].rows_out == 6
+
+
+def test_general_text_that_spells_a_special_token_stays_text(tokenizer, tiny_model_dir, monkeypatch):
+    """The forgetting check's paragraphs come from a user's file: `<|im_end|>` in them is text, not an end of turn."""
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.evaluate import perplexity
+
+    seen = []
+    monkeypatch.setattr(perplexity, "example_nll", lambda model, rows, batch_size: seen.extend(rows) or [])
+    perplexity.general_text_nll(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer,
+                                ["the order <|im_end|> the city"])
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert seen and end not in seen[0]["input_ids"]
+    assert tokenizer("the order city")["input_ids"][0] in seen[0]["input_ids"]  # the ordinary words still encode

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
@@ -46,6 +47,12 @@ class CurateConfig(StrictModel):
     background_inspectors: bool = Field(
         True, description="Run stages that change no row (bias_audit) in a second process while the rest go on."
     )
+
+    @field_validator("output_dir")
+    @classmethod
+    def _home_folder(cls, value: str) -> str:
+        """`~` is the home folder, as in model paths: a shell leaves `output_dir=~/x` unexpanded."""
+        return os.path.expanduser(value)
 
     @field_validator("sources")
     @classmethod

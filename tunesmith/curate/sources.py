@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import SourceRecord
@@ -54,6 +55,12 @@ class SourceConfig(StrictModel):
     keep_columns: list[str] = Field(
         default_factory=list, description="Extra columns carried on each row (e.g. for `split.stratify`)."
     )
+
+    @field_validator("path")
+    @classmethod
+    def _home_folder(cls, value: str) -> str:
+        """`~/data.jsonl` is a file in the home folder (a shell leaves `path=~/x` in a config unexpanded)."""
+        return os.path.expanduser(value) if value.startswith("~") else value
 
 
 def source_name(config: SourceConfig) -> str:

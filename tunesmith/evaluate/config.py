@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field, ValidationInfo, field_validator
 
 from tunesmith.config import StrictModel
@@ -44,6 +46,12 @@ class EvalConfig(StrictModel):
     allow_base_change: bool = Field(
         False, description="Score the run even when its base weights changed since training (recorded in eval.json)."
     )
+
+    @field_validator("run", "general_text")
+    @classmethod
+    def _home_folder(cls, value: str | None) -> str | None:
+        """`~` is the home folder, as in model paths (a shell leaves `run=~/x` unexpanded)."""
+        return os.path.expanduser(value) if value and value.startswith("~") else value
 
     @field_validator("metrics")
     @classmethod

@@ -121,11 +121,12 @@ def general_text_nll(
 ) -> list[ExampleNll]:
     """Sequence NLL of plain paragraphs (the shipped general text by default): did tuning forget English?
 
-    No chat template; the tokenizer's own special tokens (a BOS where it adds one) are kept.
+    No chat template; the tokenizer's own special tokens (a BOS where it adds one) are kept, while text that spells
+    a special token (`<|im_end|>` in a user's file) stays text.
     """
     paragraphs = load_general_text() if paragraphs is None else list(paragraphs)
     rows = []
     for i, text in enumerate(paragraphs):
-        ids = tokenizer(text)["input_ids"][:max_len]
+        ids = tokenizer(text, split_special_tokens=True)["input_ids"][:max_len]
         rows.append({"id": f"general-{i}", "input_ids": ids, "labels": ids})
     return example_nll(model, rows, batch_size=batch_size)

@@ -92,6 +92,12 @@ def _measure(model, tokenizer, encoded, prompts, paragraphs, config: EvalConfig,
 
 def run_eval(config: EvalConfig, reuse: bool = True) -> Path:
     """Evaluate the run's base and tuned model on the card's split and return the eval folder."""
+    return evaluate_run(config, reuse)[0]
+
+
+def evaluate_run(config: EvalConfig, reuse: bool = True) -> tuple[Path, bool]:
+    """(the eval folder, whether an existing eval was reused). One process at a time computes a given eval id: a
+    second one waits for it and then reuses its result instead of scoring the same models again."""
     started = time.perf_counter()
     run_dir = run_folder(config.run)
     manifest = read_run(run_dir)
@@ -105,11 +111,18 @@ def run_eval(config: EvalConfig, reuse: bool = True) -> Path:
     base_sha = current_base_sha256(manifest)
     changed_from = check_base(manifest, base_sha, config.allow_base_change)
     the_id = eval_id(config, run_dir, manifest.card_fingerprint, base_sha)  # hashed before scoring, not after
-    if reuse and (found := eval_with_id(run_dir, the_id)) is not None:
-        log.info("eval %s already exists for these inputs; reusing it", found.eval_id)
-        for warning in found.warnings:
-            log.warning("eval %s", warning)
-        return run_dir / EVAL_DIR / found.eval_id
+    with folder_lock(run_dir / EVAL_DIR, f"eval {the_id}", wait=True, lock_name=f".{the_id}.lock"):
+        if reuse and (found := eval_with_id(run_dir, the_id)) is not None:
+            log.info("eval %s already exists for these inputs; reusing it", found.eval_id)
+            for warning in found.warnings:
+                log.warning("eval %s", warning)
+            return run_dir / EVAL_DIR / found.eval_id, True
+        return _score(config, run_dir, manifest, splits, names, (the_id, base_sha, changed_from), started), False
+
+
+def _score(config: EvalConfig, run_dir: Path, manifest, splits, names, identity: tuple, started: float) -> Path:
+    """Score both models on the split and write the eval folder named by the eval id."""
+    the_id, base_sha, changed_from = identity
     rows = splits.rows[config.split][: config.max_examples]
     if not rows:
         raise CardError(f"{manifest.card_path}: split {config.split!r} is empty")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from tunesmith.chat import encode_prompts
 from tunesmith.models import load_tuned_model
 
 
@@ -23,9 +24,8 @@ def answer(run_dir: Path, prompt: str, max_new_tokens: int = 128, system: str | 
     """Greedy answer of the tuned model to one user prompt, through its chat template."""
     model, tokenizer = load_tuned_model(run_dir)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    ids = torch.tensor([encode_prompts(tokenizer, [messages])[0]], device=model.device)  # the prompt stays text
     with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    return tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True).strip()
