@@ -11,7 +11,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -85,6 +85,26 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "a special file")
 
 
+def load_json(data: bytes | str, path: Path, line: int | None = None, error: type[UsageError] = ArtifactError,
+              advice: str = "") -> Any:
+    """Parse one artifact's JSON (a whole file, or line `line` of a .jsonl), raising `error` naming the file
+    (and line) for anything that is not JSON: bad syntax, bytes that are not UTF-8, or nesting so deep that
+    the parser runs out of stack (a RecursionError, which would otherwise escape as a crash)."""
+    where = f"{path}:{line}" if line is not None else f"{path}"
+    tail = f"; {advice}" if advice else ""
+    try:
+        # decoded here, not by json.loads, which would take UTF-16 or UTF-32 bytes too
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except RecursionError:
+        problem = "JSON nested too deeply to parse"
+    except UnicodeDecodeError as err:
+        problem = f"not valid UTF-8 (byte {err.start})"
+    except json.JSONDecodeError as err:
+        problem = (f"not valid JSON ({err.msg}, column {err.colno})" if line is not None
+                   else f"not valid JSON at line {err.lineno}: {err.msg}")
+    raise error(f"{where}: {problem}{tail}") from None
+
+
 def read_artifact(cls: type[M], path: Path, file_name: str, missing: str) -> M:
     """Read and validate an artifact; `path` may be the file or the folder holding it."""
     path = Path(path)
@@ -97,16 +117,10 @@ def read_artifact(cls: type[M], path: Path, file_name: str, missing: str) -> M:
     if len(data) > MAX_ARTIFACT_BYTES:
         raise ArtifactError(f"{path}: larger than {MAX_ARTIFACT_BYTES >> 20} MiB, the most a {file_name} may hold; "
                             f"this is not a {file_name} written by tunesmith")
+    load_json(data, path, advice=f"this {file_name} was damaged, or is not one tunesmith wrote")  # readable errors
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ArtifactError(f"{path}: not UTF-8 text (byte {err.start}); this is not a {file_name}") from None
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ArtifactError(f"{path}: not valid JSON at line {err.lineno}: {err.msg}") from None
-    try:
-        return cls.model_validate_json(text)
+        # pydantic's own parser stops at 200 levels (a ValidationError, below), never with a RecursionError
+        return cls.model_validate_json(data.decode("utf-8"))
     except ValidationError as err:
         problems = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
                     for e in err.errors()]

@@ -171,6 +171,10 @@ class RunManifest(StrictModel):
     card_path: str
     base_model: str = Field(description="Model name, folder or hub id as configured.")
     base_model_sha256: str | None = Field(None, description="sha256 of the base weights file, when local.")
+    base_model_fingerprint: str | None = Field(
+        None, description="sha256 over the name and sha256 of every base file that shapes the model or its encoding "
+        "(config.json, weights, tokenizer files, chat template), when local; None in runs from before it was recorded."
+    )
     quantization: str = Field(description="What was used after resolving `auto`: nf4, int8 or none.")
     device: str
     config: dict[str, Any]
@@ -182,6 +186,15 @@ class RunManifest(StrictModel):
     )
     created_at: datetime
     code: CodeRecord
+    resumed_at_steps: list[int] = Field(
+        default_factory=list, description="The checkpoint step each --resume continued from, in order; empty for a "
+        "run trained in one go. wall_seconds is then the sum over all segments."
+    )
+    segments: list[dict[str, Any]] = Field(
+        default_factory=list, description="One entry per segment (the first start, then each --resume): "
+        "resumed_at_step, seconds (seconds_estimated when the process was killed: timed to its last write) and "
+        "changed_settings, the resumable settings it ran with where they differ from `config`."
+    )
 
 
 def write_run(manifest: RunManifest, directory: Path) -> Path:
@@ -233,9 +246,13 @@ class EvalManifest(StrictModel):
     n_examples: int
     base_model: str
     base_model_sha256: str | None = Field(None, description="sha256 of the base weights scored (None: not local).")
+    base_model_fingerprint: str | None = Field(
+        None, description="The scored base's fingerprint, as in run.json (None: not local, or an older eval)."
+    )
     base_changed_from: str | None = Field(
-        None, description="The base sha256 the run was trained on, when this eval scored another base "
-        "(allowed with allow_base_change); None when they match or could not be compared."
+        None, description="The base the run was trained on (its base_model_fingerprint; base_model_sha256 for runs "
+        "without one), when this eval scored another base (allowed with allow_base_change); None when they match or "
+        "could not be compared."
     )
     warnings: list[str] = Field(
         default_factory=list, description="Why this eval is not the run's plain held-out test (split, cut, base)."

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.artifact_io import file_kind, open_regular
+from tunesmith.artifact_io import file_kind, load_json, open_regular
 from tunesmith.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 class CardError(UsageError):
     """A card that must not be used: its split files changed or its quality gates failed."""
 
+
+# the chat roles curation writes (curate/record.py ROLES, which lives above this floor; a test keeps them equal)
+ROLES = ("system", "user", "assistant")
 
 # top-level config keys that say where a version goes and how it is shown, not what it holds
 FINGERPRINT_EXCLUDES = ("output_dir", "version", "report", "background_inspectors")
@@ -155,21 +158,43 @@ def iter_split_rows(path: Path, split: str) -> Iterator[dict]:
 
 
 def _split_row(path: Path, number: int, line: bytes) -> dict:
+    """A row as curation writes it (see curate/record.py Example.to_json), or CardError naming file:line and field.
+
+    A forged card can carry rows whose hashes and fingerprint were recomputed, so the hashes alone do not
+    prove a row is readable: every field that `train` and `eval` index is checked here.
+    """
     where = f"{path}:{number}"
-    try:
-        row = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CardError(f"{where}: not a JSON row ({err}); the split file was edited after curation") from None
+    row = load_json(line, path, number, CardError, "the split file was edited after curation")
     if not isinstance(row, dict):
         raise CardError(f"{where}: a row must be a JSON object, not {type(row).__name__}")
+    if not isinstance(row.get("id"), str) or not row["id"]:
+        said = "missing" if row.get("id") is None else f"{_shown(row['id'])}, not a non-empty string"
+        raise CardError(f"{where}: field id: {said}; every split row has the id curation gave it")
     messages = row.get("messages")
     if not isinstance(messages, list) or not messages:
         said = "missing" if messages is None else f"{type(messages).__name__}, not a non-empty list"
         raise CardError(f"{where}: field messages: {said}; every split row holds its chat messages")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise CardError(f"{where}: field messages.{i}: must be an object with role and content")
-        for key in ("role", "content"):
-            if not isinstance(message.get(key), str):
-                raise CardError(f"{where}: field messages.{i}.{key}: must be a string")
+        problem = _message_problem(message)
+        if problem is not None:
+            raise CardError(f"{where}: field messages.{i}{problem}")
     return row
+
+
+def _message_problem(message: Any) -> str | None:
+    """What is wrong with one chat message, as the rest of the message after its field name (None if fine)."""
+    if not isinstance(message, dict):
+        return f": {type(message).__name__}, not an object with role and content"
+    if message.get("role") not in ROLES:
+        return f".role: {_shown(message.get('role'))}, not one of {', '.join(ROLES)}"
+    if not isinstance(message.get("content"), str):
+        return f".content: {_shown(message.get('content'))}, not a string"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A bounded preview of a bad value for a one-line message."""
+    if value is None:
+        return "missing"
+    text = repr(value) if isinstance(value, str) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tunesmith.config import ConfigError
-from tunesmith.errors import Interrupted, TunesmithError
+from tunesmith.errors import Interrupted, TunesmithError, UsageError
 
 log = logging.getLogger("tunesmith")
 
@@ -109,7 +109,10 @@ def _card(args: argparse.Namespace) -> int:
         console.print(stage_table(card.stages))
         for name, split in card.splits.items():
             console.print(f"  {name}: {split.rows} rows ({split.file})")
-        return 0
+        problems = verify_card(Path(args.cards[0]))  # what is shown must not pass for a sound version
+        for problem in problems:
+            log.error("%s", problem)
+        return EXIT_DATA if problems else 0
     if args.action == "validate":
         problems = verify_card(Path(args.cards[0]))
         for problem in problems:
@@ -148,6 +151,10 @@ def _report(args: argparse.Namespace) -> int:
     from tunesmith.reports.run_report import render_compare_report, render_run_report
 
     if args.runs[0] == "compare":
+        if args.eval:  # an eval id belongs to one run; each compared run shows its newest test-split eval
+            raise UsageError(f"--eval {args.eval}: `report compare` shows each run's newest test-split eval and "
+                             "cannot pick one eval id for all runs; drop --eval, or use `tunesmith report RUN --eval "
+                             "ID` for one run")
         if len(args.runs) < 2:
             raise ConfigError("`tunesmith report compare` takes one or more runs: RUN [RUN ...]")
         out = Path(args.out) if args.out else Path("reports") / "compare.html"
@@ -243,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", help="The run to evaluate (same as the override run=...).")
     evaluate.add_argument("--force", action="store_true", help="Recompute even if an identical eval exists.")
     evaluate.add_argument("--allow-base-change", action="store_true",
-                          help="Score the run even if its base weights changed since training (recorded in eval.json).")
+                          help="Score the run even if its base model changed since training (recorded in eval.json).")
     evaluate.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
     evaluate.set_defaults(func=_eval)
     report = sub.add_parser("report", help="Render a run's HTML report, or `report compare RUN RUN ...`.")
@@ -327,47 +334,79 @@ def writing_into(folder: Path):
         raise OSError(err.errno, err.strerror, str(folder)) from err
 
 
-def _terminate(signum, frame) -> None:
-    """SIGTERM unwinds like Ctrl-C, so `finally` blocks remove work folders and the command exits 130."""
-    raise KeyboardInterrupt("terminated (SIGTERM)")
+class _Sigterm:
+    """SIGTERM unwinds like Ctrl-C, so `finally` blocks remove work folders and the command exits 130; once the
+    command's result is decided (its work is complete, or its error is being said), a SIGTERM is ignored, so it can
+    neither turn a finished command into "interrupted" nor kill it with 143 on its way out."""
+
+    def __init__(self) -> None:
+        self.decided = False
+
+    def __call__(self, signum, frame) -> None:
+        if not self.decided:
+            raise KeyboardInterrupt("terminated (SIGTERM)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    _quiet_libraries()
-    from tunesmith.console import setup_logging
+    """Run one command and return its exit code.
 
-    args = parse_arguments(argv)
-    setup_logging(-1 if args.quiet else args.verbose)
-    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
+    The SIGTERM handler comes first, so a SIGTERM while tunesmith imports or parses exits 130 in one line too. As the
+    process's entry point (argv None: the console script, `python -m tunesmith.cli`) the handler stays after main
+    returns, ignoring a late SIGTERM until the process has exited; in-process callers get their handler back.
+    """
+    sigterm = _Sigterm()
+    previous = signal.signal(signal.SIGTERM, sigterm) if _main_thread() else None
     try:
-        return args.func(args)
-    except TunesmithError as err:
-        log.error("%s", err)
-        return EXIT_DATA
-    except Interrupted as err:
-        log.error("interrupted: %s", err)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        log.error("interrupted; nothing was written")
-        return EXIT_INTERRUPTED
-    except OSError as err:
-        message = environment_message(err)
-        if message is None:
-            return _report_bug()
-        log.error("%s", message)
-        return EXIT_DATA
-    except Exception:
-        return _report_bug()
+        return _command(argv, sigterm)
     finally:
-        if previous is not None:
+        sigterm.decided = True
+        if previous is not None and argv is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _report_bug() -> int:
+def _command(argv: list[str] | None, sigterm: _Sigterm) -> int:
+    code = None
+    try:
+        _quiet_libraries()
+        from tunesmith.console import setup_logging
+
+        setup_logging()  # so an interruption while parsing is said like any other
+        args = parse_arguments(argv)
+        setup_logging(-1 if args.quiet else args.verbose)
+        code = args.func(args)
+        sigterm.decided = True
+    except BaseException as err:
+        sigterm.decided = True
+        if code is not None and isinstance(err, KeyboardInterrupt):
+            return code  # the SIGTERM came as the command returned: its work is complete and its result stands
+        return _failure(err)
+    return code
+
+
+def _failure(err: BaseException) -> int:
+    """Say why the command failed, in one line (a traceback only for a bug), and return the exit code."""
+    if isinstance(err, TunesmithError):
+        log.error("%s", err)
+        return EXIT_DATA
+    if isinstance(err, Interrupted):
+        log.error("interrupted: %s", err)
+        return EXIT_INTERRUPTED
+    if isinstance(err, KeyboardInterrupt):
+        log.error("interrupted; nothing was written")
+        return EXIT_INTERRUPTED
+    if isinstance(err, OSError) and (message := environment_message(err)) is not None:
+        log.error("%s", message)
+        return EXIT_DATA
+    if isinstance(err, Exception):
+        return _report_bug(err)
+    raise err  # SystemExit from argparse (usage, --help) and the like keep their own meaning
+
+
+def _report_bug(err: BaseException) -> int:
     """An exception no user or environment explains: keep its traceback and ask for a report (exit 1)."""
     import traceback
 
-    traceback.print_exc()
+    traceback.print_exception(err)
     log.error("this is a bug in tunesmith, not in your input; please report it with the traceback above")
     return EXIT_BUG
 

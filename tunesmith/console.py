@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -13,10 +14,30 @@ from tunesmith.config import readable
 console = Console(stderr=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the moment (a handler that kept the stream it was made with would
+    write into a closed one after an in-process caller, such as a test, swapped stderr)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(verbosity: int = 0) -> None:
+    """Rich log lines on a terminal; elsewhere (CI, a pipe, a log file) plain ones that are never wrapped, so an
+    error is one physical line that grep and a log reader see whole."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", force=True,
-                        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)])
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)-8s %(message)s", datefmt="%X"))
+    logging.basicConfig(level=level, force=True, handlers=[handler])
     for noisy in ("httpx", "urllib3", "datasets", "transformers", "huggingface_hub", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -48,16 +48,38 @@ def folder_lock(folder: Path, what: str, wait: bool = False, poll_seconds: float
     lock file in the folder, for a lock on one thing inside it (one eval id) rather than on the whole folder.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / lock_name, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_current_lock(folder, what, wait, poll_seconds, lock_name)
     try:
-        _acquire(fd, folder, what, wait, poll_seconds, lock_name)
         since = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}).encode(), 0)
         yield folder
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _open_current_lock(folder: Path, what: str, wait: bool, poll_seconds: float, lock_name: str) -> int:
+    """Open and lock the lock file; again if its last holder removed it (or its folder) while we waited, since a
+    lock on a removed file excludes no one (the audit's side folder is removed once its audit is done)."""
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(folder / lock_name, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            if folder.is_dir():
+                raise
+            continue  # the folder was removed between the mkdir and the open
+        try:
+            _acquire(fd, folder, what, wait, poll_seconds, lock_name)
+            current = os.stat(folder / lock_name)
+            if (current.st_dev, current.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
+                return fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
 
 
 def wait_for_writer(folder: Path, poll_seconds: float = 0.5) -> None:

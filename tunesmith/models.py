@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.errors import EnvironmentProblem, TunesmithError
@@ -291,6 +291,41 @@ def base_weights_sha256(location: Path | str) -> str | None:
         return _file_sha256(files[0])
     lines = "".join(f"{f.name} {_file_sha256(f)}\n" for f in files)
     return hashlib.sha256(lines.encode()).hexdigest()
+
+
+# every file of a model folder that shapes what the model computes (config, weights, the code trust_remote_code
+# runs) or how text becomes tokens (tokenizer files, chat template); README, markers and the like do not
+IDENTITY_FILES = frozenset({
+    "config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.json",
+    "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
+    "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt",
+})
+IDENTITY_SUFFIXES = (".safetensors", ".model", ".py")  # weights (sharded too), sentencepiece, model code
+
+
+@dataclass(frozen=True)
+class BaseIdentity:
+    """What a base model is. `weights_sha256` is run.json's `base_model_sha256` (the weights alone, as it has
+    always meant); `fingerprint` covers every file in IDENTITY_FILES, so an edited config.json or chat template
+    makes another base; `files` holds each file's sha256, so a refusal can name the files that changed.
+    All None/empty for a hub id: there is nothing local to hash."""
+
+    weights_sha256: str | None = None
+    fingerprint: str | None = None
+    files: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+def base_identity(location: Path | str) -> BaseIdentity:
+    """The identity of a local model folder (hashed once per process per file version); empty for hub ids."""
+    folder = Path(location)
+    if not folder.is_dir():
+        return BaseIdentity()
+    shaping = sorted(p for p in folder.iterdir()
+                     if (p.name in IDENTITY_FILES or p.name.endswith(IDENTITY_SUFFIXES)) and p.is_file())
+    files = {p.name: _file_sha256(p) for p in shaping}
+    lines = "".join(f"{name} {sha}\n" for name, sha in files.items())  # sorted by name: the order is fixed
+    fingerprint = hashlib.sha256(lines.encode()).hexdigest() if files else None
+    return BaseIdentity(base_weights_sha256(folder), fingerprint, files)
 
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -1,9 +1,10 @@
 """`tunesmith run`: curate -> train -> eval -> report, each step skipped when its output for the same inputs exists.
 
 - curate: an identical dataset version (same fingerprint) is reused by `run_curate` itself;
-- train: the run id is derived from the card fingerprint and the train settings, so a finished run with that
-  id is the same run (skipped) and an unfinished one (checkpoints, no run.json) is resumed;
-- eval: `run_eval` reuses an eval made from the same adapter, card, base weights and settings (each eval has
+- train: the run id is derived from the card fingerprint, the base model's fingerprint and the train settings,
+  so a finished run with that id is the same run (skipped) and an unfinished one (checkpoints, no run.json) is
+  resumed;
+- eval: `run_eval` reuses an eval made from the same adapter, card, base model and settings (each eval has
   its own folder, so other settings never replace it);
 - report: always re-rendered (it only reads artifacts).
 """
@@ -24,7 +25,7 @@ from tunesmith.config import StrictModel, apply_overrides, read_yaml, validate_c
 from tunesmith.curate.config import CurateConfig
 from tunesmith.errors import BusyError, UsageError
 from tunesmith.evaluate.config import EvalConfig
-from tunesmith.locks import wait_for_writer
+from tunesmith.locks import holder_of, wait_for_writer
 from tunesmith.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,17 @@ class RunConfig(StrictModel):
 
 
 def pipeline_run_id(train: TrainConfig, card_fingerprint: str) -> str:
-    """Deterministic: the same card and train settings give the same run id (and so a skipped step)."""
+    """Deterministic: the same card, base model and train settings give the same run id (and so a skipped step).
+
+    The base is its fingerprint (config, weights, tokenizer files), so a changed base trains a new run instead of
+    reusing one its eval would refuse; a hub id has no local files, and its name (in the settings) stands for it.
+    """
+    from tunesmith.models import base_identity, resolve_model_dir
+
     settings = train.model_dump(mode="json", exclude={"card", "output_dir", "run_id"})
+    base = base_identity(resolve_model_dir(train.model)).fingerprint
+    if base is not None:  # left out for hub ids, whose run ids stay what they were
+        settings["base_model_fingerprint"] = base
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"{card_fingerprint[:8]}-{digest}"
 
@@ -118,8 +128,8 @@ def _train_or_reuse(train_config: TrainConfig, fingerprint: str, say: Callable[[
         say(f"train: {'resuming' if resume else 'starting'} run {run_id}")
         try:
             return train(train_config, resume=resume)
-        except BusyError as busy:
-            say(f"train: {busy}; waiting for it to finish")
+        except BusyError:
+            say(f"train: run {run_id} is being written by {holder_of(run_dir)}; waiting for it to finish")
             wait_for_writer(run_dir)  # the other process is done (finished, failed or killed): look again
 
 
@@ -127,12 +137,40 @@ def preflight(config: RunConfig) -> None:
     """Check the files the later steps will need, so a missing one is said before curation and training run."""
     from tunesmith.models import chat_template_text
 
-    train = config.train_config(FROM_CURATE)
+    train, evaluate = config.train_config(FROM_CURATE), config.eval_config(FROM_TRAIN)
+    _check_split_names(config.curate, train, evaluate)
     if train.chat_template:
         chat_template_text(train.chat_template)
-    general = config.eval_config(FROM_TRAIN).general_text
+    general = evaluate.general_text
     if general not in (None, "builtin") and not Path(general).is_file():
         raise UsageError(f"eval.general_text: {general} is not a file; give a text file, `builtin` or null")
+
+
+def curated_split_names(curate: CurateConfig) -> tuple[set[str], str]:
+    """The splits the card will have, and where that comes from: the last `split` stage names a file after each
+    split it can give rows to (a positive size or ratio; see curate/split.py), and without one every row goes to
+    `all` (curate/card.py write_splits)."""
+    found = [(i, s) for i, s in enumerate(curate.stages) if s["stage"] == "split"]
+    if not found:
+        return {"all"}, "the curate config has no split stage, so its card has one split: all"
+    i, stage = found[-1]
+    sizes, ratios = stage.get("sizes") or {}, stage.get("ratios") or {}
+    names = {n for n, v in sizes.items() if v > 0} | {n for n, v in ratios.items() if n not in sizes and v > 0}
+    return names, f"the curate split stage (curate.stages[{i}]) writes {', '.join(sorted(names)) or 'no split'}"
+
+
+def _check_split_names(curate: CurateConfig, train: TrainConfig, evaluate: EvalConfig) -> None:
+    """Refuse a split name the card will not have before curating and training, naming the field and the splits;
+    a missing default `validation` split without early stopping only means no eval loss (as train allows)."""
+    names, source = curated_split_names(curate)
+    wanted = [("train.train_split", train.train_split), ("eval.split", evaluate.split)]
+    tolerated = train.eval_split == "validation" and not train.early_stopping_patience
+    if train.eval_split and not tolerated:
+        wanted.append(("train.eval_split", train.eval_split))
+    for field, name in wanted:
+        if name not in names:
+            null = ", or train.eval_split=null" if field == "train.eval_split" else ""
+            raise UsageError(f"{field}={name!r}: {source}; set {field} to one of them{null}")
 
 
 def load_run_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

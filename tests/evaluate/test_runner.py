@@ -68,6 +68,15 @@ def test_the_same_inputs_reuse_the_eval_and_new_settings_get_their_own_folder(ru
     assert not [p for p in (run_dir / "eval").iterdir() if p.name.startswith(".eval")]  # no staging folders left
 
 
+def test_after_evals_only_the_eval_folders_and_the_folder_lock_remain(run_dir):
+    """The per-id lock (`.<eval_id>.lock`) goes once its eval folder is written, reused or recomputed with reuse off;
+    `eval/.lock`, which names the last writer of the folder, stays (as every folder lock does)."""
+    made = {run_eval(small_eval(run_dir, max_examples=2)).name, run_eval(small_eval(run_dir, max_examples=2)).name,
+            run_eval(small_eval(run_dir, max_examples=2), reuse=False).name}
+    evals = {p.name for p in (run_dir / "eval").iterdir() if (p / "eval.json").is_file()}
+    assert made <= evals and {p.name for p in (run_dir / "eval").iterdir()} == evals | {".lock"}
+
+
 def test_default_metrics_and_the_same_list_written_out_give_one_eval_id(tmp_path):
     written = EvalConfig(run="r/run.json", metrics=["bleu", "chrf", "rouge", "exact_match"])
     assert EvalConfig(run="r/run.json").metrics == written.metrics  # "rouge" expanded either way

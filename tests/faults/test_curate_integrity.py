@@ -1,11 +1,15 @@
 """Integrity of curate and audit outputs: an audit never overwrites what a user owns, two curates of one config end
 with the one version, killed runs' work folders are cleaned by the next run, and a damaged version is repaired
-from the fresh build (or refused with the reason) instead of being reused as it is.
+from the fresh build (or refused with the reason) instead of being reused as it is: its splits, rejected files,
+README, report and resolved config, leaving the user's own files alone. A refused or failed audit leaves no
+side folder and never replaces the current folder; a read-only dataset folder still hands out an intact version.
 
 Run: .venv/bin/python -m pytest tests/faults/test_curate_integrity.py -q
 """
 
+import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,15 +21,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+import tunesmith.locks as locks
 from tunesmith.artifacts import read_card, split_problems
 from tunesmith.cli import main
 from tunesmith.config import load_config
-from tunesmith.curate.audit import MARKER, run_audit
+from tunesmith.curate.audit import MARKER, _remove_side_folder, run_audit
 from tunesmith.curate.card import existing_version
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.diff import verify_card
 from tunesmith.curate.pipeline import run_curate
-from tunesmith.errors import OutputExistsError, UsageError
+from tunesmith.errors import BusyError, EnvironmentProblem, OutputExistsError, UsageError
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "sft_tiny.jsonl"
 ROOT = Path(__file__).parents[2]
@@ -37,9 +42,9 @@ def worker():
     yield None
 
 
-def curate_yaml(tmp_path: Path) -> Path:
-    """A quick config without a tokenizer: three splits, no report."""
-    settings = {"name": "tiny", "output_dir": str(tmp_path / "out"), "report": False,
+def curate_yaml(tmp_path: Path, report: bool = False) -> Path:
+    """A quick config without a tokenizer: three splits, no report unless asked."""
+    settings = {"name": "tiny", "output_dir": str(tmp_path / "out"), "report": report,
                 "sources": [{"path": str(FIXTURE)}], "gates": {"min_rows": 2},
                 "stages": [{"stage": "validate", "max_chars": 5000}, {"stage": "exact_dedup"},
                            {"stage": "split", "ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}}]}
@@ -48,8 +53,8 @@ def curate_yaml(tmp_path: Path) -> Path:
     return path
 
 
-def curate(tmp_path: Path):
-    return run_curate(load_config(CurateConfig, curate_yaml(tmp_path), []))
+def curate(tmp_path: Path, report: bool = False):
+    return run_curate(load_config(CurateConfig, curate_yaml(tmp_path, report), []))
 
 
 def one_line(text: str) -> str:
@@ -84,7 +89,7 @@ def test_audit_refuses_a_folder_holding_user_files_and_leaves_it_untouched(tmp_p
     assert code == 2 and "Traceback" not in said
     assert says(said, f"{out}: exists and is not an earlier tunesmith audit")
     assert tree(out) == before
-    assert not any(p.name.startswith("tmp-") for p in (tmp_path / ".audit.tunesmith-audit").iterdir())
+    assert not (tmp_path / ".audit.tunesmith-audit").exists()  # no work folder, and no side folder either
 
 
 def test_audit_refuses_an_input_inside_its_output_folder_even_through_a_symlink(tmp_path, tiny_tokenizer_dir):
@@ -120,19 +125,89 @@ def test_a_second_audit_replaces_the_first_whole_and_leaves_nothing_behind(tmp_p
     second = read_card(run_audit(FIXTURE, out, tokenizer=str(tiny_tokenizer_dir)))
     assert second.created_at > first.created_at and second.fingerprint == first.fingerprint
     assert (out / "rejected" / "validate.jsonl").is_file() and split_problems(second, out) == []
-    assert sorted(os.listdir(tmp_path)) == [".audit.tunesmith-audit", "audit"]
-    assert os.listdir(tmp_path / ".audit.tunesmith-audit") == [".lock"]  # no work folder, no old audit
+    assert sorted(os.listdir(tmp_path)) == ["audit"]  # no work folder, no old audit, no side folder
 
 
 def test_an_audit_killed_while_replacing_the_earlier_one_gets_it_back(tmp_path, tiny_tokenizer_dir):
     """A kill between moving the earlier audit aside and renaming the new one in: the next run restores it first."""
     out = tmp_path / "audit"
     first = read_card(run_audit(FIXTURE, out, tokenizer=str(tiny_tokenizer_dir)))
+    (tmp_path / ".audit.tunesmith-audit").mkdir()  # the killed audit's side folder, still holding the earlier one
     out.rename(tmp_path / ".audit.tunesmith-audit" / "old-killed")
     with pytest.raises(UsageError):  # this run fails (a missing input), but after putting the earlier audit back
         run_audit(tmp_path / "missing.jsonl", out, tokenizer=str(tiny_tokenizer_dir))
     assert read_card(out).created_at == first.created_at
-    assert os.listdir(tmp_path / ".audit.tunesmith-audit") == [".lock"]
+    assert not (tmp_path / ".audit.tunesmith-audit").exists()
+
+
+def test_a_refused_or_failed_audit_leaves_no_side_folder(tmp_path, tiny_tokenizer_dir, monkeypatch, capsys):
+    """Refusals come before the side folder is made; a failure after it removes it (it holds only the lock)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine\n")
+    (tmp_path / "file").write_text("mine\n")
+    runs = [["/nonexist.jsonl", "--out", "nx"], [str(FIXTURE), "--out", "mine"], [str(FIXTURE), "--out", "file"],
+            [str(FIXTURE), "--out", "fails", "--tokenizer", str(tmp_path / "no-such-tokenizer")]]  # fails inside
+    for args in runs:
+        assert main(["audit", *args] + ([] if "--tokenizer" in args else ["--tokenizer", str(tiny_tokenizer_dir)])) == 2
+        said = capsys.readouterr().err
+        assert "Traceback" not in said, said
+    assert sorted(os.listdir(tmp_path)) == ["file", "mine"]  # no .nx/.mine/.file/.fails.tunesmith-audit, no fails/
+
+
+def test_the_side_folder_stays_while_its_lock_is_held_or_it_holds_more(tmp_path):
+    side = tmp_path / ".audit.tunesmith-audit"
+    with locks.folder_lock(side, "the audit"):  # another audit holds it (flock: any other open file conflicts)
+        _remove_side_folder(side)
+        assert os.listdir(side) == [".lock"]
+    (side / "tmp-live").mkdir()
+    _remove_side_folder(side)
+    assert sorted(os.listdir(side)) == [".lock", "tmp-live"]
+    (side / "tmp-live").rmdir()
+    _remove_side_folder(side)
+    assert not side.exists()
+
+
+def test_a_waiting_locker_takes_the_new_lock_when_the_holder_removes_the_folder(tmp_path):
+    """The audit removes its side folder under its lock; a waiter that had opened the old lock file must end up
+    holding the one now at the path, so that it still excludes a third writer."""
+    import threading
+
+    side, holding, release = tmp_path / ".audit.tunesmith-audit", threading.Event(), threading.Event()
+
+    def wait_then_hold():
+        with locks.folder_lock(side, "the audit", wait=True, poll_seconds=0.01):
+            holding.set()
+            release.wait(10)
+
+    with locks.folder_lock(side, "the audit"):
+        waiter = threading.Thread(target=wait_then_hold)
+        waiter.start()
+        time.sleep(0.2)  # the waiter has opened the old lock file and is polling it
+        (side / ".lock").unlink()
+        side.rmdir()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(BusyError, match="being written by"):
+            with locks.folder_lock(side, "the audit"):
+                pass
+    finally:
+        release.set()
+        waiter.join(10)
+
+
+def test_audit_refuses_an_out_that_is_or_holds_the_current_folder(tmp_path, tiny_tokenizer_dir, monkeypatch, capsys):
+    out = tmp_path / "audit"
+    run_audit(FIXTURE, out, tokenizer=str(tiny_tokenizer_dir))
+    before = tree(out)
+    for here, given in ((out, "."), (out / "rejected", ".."), (out / "rejected", str(out))):
+        monkeypatch.chdir(here)
+        assert main(["audit", str(FIXTURE), "--out", given, "--tokenizer", str(tiny_tokenizer_dir)]) == 2
+        said = capsys.readouterr().err
+        assert "Traceback" not in said and says(said, "is the current folder or holds it")
+        assert Path(os.getcwd()).is_dir()
+    assert tree(out) == before
+    assert sorted(os.listdir(tmp_path)) == ["audit"]
 
 
 # ---- two curates, stale work folders ----
@@ -275,3 +350,100 @@ def test_a_card_with_edited_row_counts_is_refused_not_reused(tmp_path):
         pytest.skip("the card schema itself now refuses the edited row count")
     with pytest.raises(OutputExistsError, match="records of split.*'train'.*differ"):
         curate(tmp_path)
+
+
+def warnings_in(caplog) -> str:
+    return " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+def test_a_version_damaged_outside_its_splits_is_repaired_and_validates_again(tmp_path, caplog):
+    """The review's repro: report.html and a rejected file deleted, README.md and the resolved config rewritten.
+    The reuse puts each back byte for byte (rendered from the existing card), says so, and the card validates."""
+    version = curate(tmp_path, report=True).directory
+    names = ["report.html", "rejected/validate.jsonl", "README.md", "config.resolved.yaml", "card.json"]
+    originals = {name: (version / name).read_bytes() for name in names}
+    (version / "report.html").unlink()
+    (version / "rejected" / "validate.jsonl").unlink()
+    (version / "README.md").write_text("junk\n")
+    (version / "config.resolved.yaml").write_text("junk: 1\n")
+    assert any("rejected file is missing" in p for p in verify_card(version))
+    caplog.set_level(logging.INFO)
+    again = curate(tmp_path, report=True)
+    assert again.reused and again.directory == version
+    said = warnings_in(caplog)
+    assert f"{version} was damaged; repaired from this build" in said
+    for damage in ("report.html (missing)", "rejected/validate.jsonl (missing)",
+                   "README.md (changed: sha256 mismatch)", "config.resolved.yaml (changed: sha256 mismatch)"):
+        assert damage in said
+    assert {name: (version / name).read_bytes() for name in names} == originals  # the card itself untouched
+    assert verify_card(version) == [] and main(["card", "validate", str(version)]) == 0
+
+
+def test_a_user_file_inside_a_version_is_left_alone_and_named(tmp_path, caplog):
+    version = curate(tmp_path).directory
+    (version / "NOTES.md").write_text("my review\n")
+    (version / "rejected" / "checked.txt").write_text("looked at these\n")
+    before = tree(version)
+    caplog.set_level(logging.INFO)
+    assert curate(tmp_path).reused
+    assert tree(version) == before
+    said = warnings_in(caplog)
+    assert "holds files curate did not write, left as they are: NOTES.md, rejected/checked.txt" in said
+    assert "damaged" not in said
+
+
+def test_a_repair_never_writes_through_a_symlinked_rejected_folder(tmp_path):
+    version = curate(tmp_path).directory
+    elsewhere = tmp_path / "elsewhere"
+    (version / "rejected").rename(elsewhere)
+    (version / "rejected").symlink_to(elsewhere)
+    (elsewhere / "validate.jsonl").unlink()
+    with pytest.raises(OutputExistsError, match="rejected: is not a folder"):
+        curate(tmp_path)
+    assert not (elsewhere / "validate.jsonl").exists()
+
+
+# ---- a read-only dataset folder ----
+
+@pytest.fixture
+def make_read_only(monkeypatch, tmp_path):
+    """Call it, and lock files below tmp_path/out can no longer be opened for writing, as on a read-only file
+    system (tests run as root, where chmod does not stop writes)."""
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if Path(path).name == ".lock" and tmp_path / "out" in Path(path).parents:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    return lambda: monkeypatch.setattr(locks.os, "open", refusing_open)
+
+
+def test_an_intact_version_is_reused_unlocked_when_the_folder_is_read_only(tmp_path, make_read_only, caplog):
+    first = curate(tmp_path)
+    dataset, before = first.directory.parent, tree(first.directory.parent)
+    make_read_only()
+    caplog.set_level(logging.INFO)
+    again = curate(tmp_path)
+    assert again.reused and again.directory == first.directory and again.card == first.card
+    assert tree(dataset) == before  # nothing written, no work folder left
+    assert any("not locked, since the folder is read-only" in r.getMessage() for r in caplog.records)
+
+
+def test_a_damaged_version_in_a_read_only_folder_is_refused_with_the_reason(tmp_path, make_read_only):
+    version = curate(tmp_path).directory
+    (version / "train.jsonl").write_text("{}\n")
+    before = tree(version.parent)
+    make_read_only()
+    with pytest.raises(EnvironmentProblem, match=r"damaged \(train.jsonl \(changed: sha256 mismatch\)\), and it "
+                                                 r"cannot be repaired: .*Read-only file system"):
+        curate(tmp_path)
+    assert tree(version.parent) == before
+
+
+def test_no_version_and_a_read_only_folder_is_one_line_naming_the_lock(tmp_path, make_read_only, capsys):
+    make_read_only()
+    assert main(["curate", str(curate_yaml(tmp_path))]) == 2
+    said = capsys.readouterr().err
+    assert "Traceback" not in said and says(said, f"{tmp_path / 'out' / 'tiny' / '.lock'}: Read-only file system")
+    assert os.listdir(tmp_path / "out" / "tiny") == []

@@ -24,8 +24,9 @@ from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.pipeline import run_curate
 from tunesmith.errors import UsageError
 from tunesmith.evaluate.config import EvalConfig
+from tunesmith.evaluate.lineage import check_base, current_base
 from tunesmith.evaluate.runner import eval_id, run_eval
-from tunesmith.models import ModelError, base_weights_sha256, load_tuned_model
+from tunesmith.models import ModelError, base_identity, base_weights_sha256, load_tuned_model
 from tunesmith.pipeline import load_run_config, run_pipeline
 from tunesmith.reports.run_report import render_run_report
 from tunesmith.train.config import TrainConfig
@@ -89,6 +90,76 @@ def test_sharded_base_weights_hash_every_shard(tmp_path):
     assert before is not None and base_weights_sha256(tmp_path) not in (None, before)
 
 
+def test_the_base_identity_covers_config_tokenizer_files_and_every_shard_but_nothing_else(tmp_path):
+    """The fingerprint changes with config.json, the chat template or a shard (the weights sha only with a shard);
+    a README does not count; each file's own sha256 is kept so a refusal can name it; a hub id has no identity."""
+    for name, text in (("config.json", "{}"), ("chat_template.jinja", "{{ x }}"),
+                       ("model-00001-of-00002.safetensors", "one"), ("model-00002-of-00002.safetensors", "two")):
+        (tmp_path / name).write_text(text)
+    first = base_identity(tmp_path)
+    assert sorted(first.files) == ["chat_template.jinja", "config.json", "model-00001-of-00002.safetensors",
+                                   "model-00002-of-00002.safetensors"]
+    (tmp_path / "README.md").write_text("notes")
+    assert base_identity(tmp_path) == first
+    seen = {first.fingerprint}
+    for name, text in (("config.json", '{"rms_norm_eps": 1e-5}'), ("chat_template.jinja", "{{ y }}"),
+                       ("added_tokens.json", "{}")):
+        (tmp_path / name).write_text(text)
+        now = base_identity(tmp_path)
+        assert now.weights_sha256 == first.weights_sha256 and now.fingerprint not in seen, name
+        seen.add(now.fingerprint)
+    (tmp_path / "model-00002-of-00002.safetensors").write_text("TWO")
+    assert base_identity(tmp_path).weights_sha256 != first.weights_sha256
+    assert base_identity("HuggingFaceTB/not-local").fingerprint is None
+
+
+def test_an_edited_base_config_is_refused_even_with_force_and_scored_under_a_new_id_when_allowed(
+        run_dir, base_dir, capsys):
+    """Same weights, another rms_norm_eps: eval refuses (reused or --force, API and CLI) with a hint for both
+    commands; allowed, it is a new eval recording the new fingerprint and the run's as base_changed_from."""
+    first = read_eval(run_eval(small_eval(run_dir)))
+    trained_on = read_run(run_dir).base_model_fingerprint
+    assert trained_on is not None and first.base_model_fingerprint == trained_on
+    config_file = base_dir / "config.json"
+    original = config_file.read_bytes()
+    try:
+        config_file.write_text(json.dumps({**json.loads(original), "rms_norm_eps": 0.5}))
+        for reuse in (True, False):
+            with pytest.raises(UsageError) as refused:
+                run_eval(small_eval(run_dir), reuse=reuse)
+            message = str(refused.value)
+            assert message.startswith(f"{base_dir}: the base model's config or tokenizer files (not its weights) "
+                                      "changed since run r was trained on them"), message
+            assert "--allow-base-change" in message and "eval.allow_base_change=true" in message
+        argv = ["eval", str(EVAL_CONFIG), "--force", f"run={run_dir}", "max_examples=2", "general_text=null"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert flat("config or tokenizer files (not its weights) changed") in flat(err) and "Traceback" not in err
+        changed = read_eval(run_eval(small_eval(run_dir, allow_base_change=True), reuse=False))
+        assert changed.eval_id != first.eval_id and changed.base_changed_from == trained_on
+        assert changed.base_model_sha256 == first.base_model_sha256  # the weights are the same ones
+        assert changed.base_model_fingerprint == base_identity(base_dir).fingerprint != trained_on
+        assert read_eval(run_dir / "eval" / first.eval_id).created_at == first.created_at  # the old eval is kept
+    finally:
+        config_file.write_bytes(original)
+
+
+def test_a_run_without_a_base_fingerprint_is_checked_by_its_weights_alone(run_dir, base_dir):
+    """run.json files from before the fingerprint keep their meaning: an edited config passes, edited weights not."""
+    old = read_run(run_dir).model_copy(update={"base_model_fingerprint": None})
+    config_file, weights = base_dir / "config.json", base_dir / "model.safetensors"
+    original_config, original_weights = config_file.read_bytes(), weights.read_bytes()
+    try:
+        config_file.write_text(json.dumps({**json.loads(original_config), "rms_norm_eps": 0.5}))
+        assert check_base(old, current_base(old), allow_change=False) is None
+        weights.write_bytes(original_weights[:-1] + bytes([original_weights[-1] ^ 1]))
+        with pytest.raises(UsageError, match=r"model\.safetensors: the base weights changed.*recorded sha256"):
+            check_base(old, current_base(old), allow_change=False)
+    finally:
+        config_file.write_bytes(original_config)
+        weights.write_bytes(original_weights)
+
+
 def test_a_changed_base_is_refused_and_scored_only_when_allowed_and_recorded(run_dir, base_dir, caplog):
     first = read_eval(run_eval(small_eval(run_dir)))
     recorded = read_run(run_dir).base_model_sha256
@@ -106,7 +177,7 @@ def test_a_changed_base_is_refused_and_scored_only_when_allowed_and_recorded(run
                 run_eval(small_eval(run_dir), reuse=reuse)
         with caplog.at_level(logging.WARNING):
             changed = read_eval(run_eval(small_eval(run_dir, allow_base_change=True), reuse=False))
-        assert changed.eval_id != first.eval_id and changed.base_changed_from == recorded
+        assert changed.eval_id != first.eval_id and changed.base_changed_from == read_run(run_dir).base_model_fingerprint
         assert changed.base_model_sha256 == base_weights_sha256(base_dir) != recorded
         assert any("allow_base_change" in w for w in changed.warnings)
         assert any(r.levelno == logging.WARNING and "NOT the ones" in r.getMessage() for r in caplog.records)
@@ -187,6 +258,25 @@ def test_report_out_below_a_regular_file_is_one_line(run_dir, tmp_path, capsys):
     err = flat(capsys.readouterr().err)
     assert flat(f"{tmp_path / 'afile'} is a file, not a folder") in err and "Traceback" not in err
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_report_out_never_overwrites_a_file_that_is_not_a_tunesmith_report(run_dir, tmp_path, capsys):
+    """A user's file (or a split file: an input) at --out is refused and left byte for byte; an earlier report is
+    replaced, for the run page and the compare page alike; a symlink at --out is refused, its target untouched."""
+    victim = tmp_path / "victim.jsonl"
+    victim.write_bytes(FIXTURE.read_bytes())
+    for argv in (["report", str(run_dir)], ["report", "compare", str(run_dir)]):
+        assert main([*argv, "--out", str(victim)]) == 2
+        err = capsys.readouterr().err
+        assert flat(f"{victim}: already exists and is not a tunesmith report") in flat(err) and "Traceback" not in err
+        assert victim.read_bytes() == FIXTURE.read_bytes()
+        page = tmp_path / f"{len(argv)}.html"
+        assert main([*argv, "--out", str(page)]) == 0 and main([*argv, "--out", str(page)]) == 0  # replaced
+        assert '<meta name="generator" content="tunesmith">' in page.read_text()
+    link = tmp_path / "link.html"
+    link.symlink_to(victim)
+    assert main(["report", str(run_dir), "--out", str(link)]) == 2
+    assert flat("is not a regular file") in flat(capsys.readouterr().err) and victim.read_bytes() == FIXTURE.read_bytes()
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])

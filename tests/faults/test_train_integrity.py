@@ -11,6 +11,7 @@ import random
 import shutil
 import signal
 import time
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from tunesmith.config import dump_config, load_config
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.pipeline import run_curate
 from tunesmith.errors import Interrupted, UsageError
+from tunesmith.models import BaseIdentity
 from tunesmith.train import model as train_model
 from tunesmith.train import run_folder
 from tunesmith.train.checkpoints import COMPLETE, STAGING, latest_checkpoint
@@ -107,14 +109,44 @@ def test_max_steps_may_be_raised_on_resume_only_with_a_constant_schedule(card, t
     assert_bit_identical(long, train(short.model_copy(update={"max_steps": 8}), resume=True))
 
 
-def test_resume_refuses_changed_base_weights(card, tiny_model_dir, runs_root, tmp_path, monkeypatch):
-    base = shutil.copytree(tiny_model_dir, tmp_path / "base")
-    config = config_for(card, base, runs_root, run_id="new-base", **RESUMABLE)
-    interrupted_at_step(config, 3, monkeypatch)
+def scale_weights(base):
     weights = load_file(base / "model.safetensors")
     save_file({k: v * 1.01 for k, v in weights.items()}, str(base / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(UsageError, match="base weights sha256: "):
+
+
+def edit_chat_template(base):
+    template = base / "chat_template.jinja"
+    template.write_text(template.read_text().replace("<|im_start|>", "<|im_start|> "))
+
+
+@pytest.mark.parametrize(("edit", "changed"), [(scale_weights, "model.safetensors"),
+                                               (edit_chat_template, "chat_template.jinja")])
+def test_resume_refuses_a_changed_base_file_naming_it(card, tiny_model_dir, runs_root, tmp_path, monkeypatch, edit,
+                                                      changed):
+    """Steps after the checkpoint must not train another model or another prompt encoding than steps 1..N."""
+    base = shutil.copytree(tiny_model_dir, tmp_path / "base")
+    config = config_for(card, base, runs_root, run_id=f"new-base-{changed}", **RESUMABLE)
+    interrupted_at_step(config, 3, monkeypatch)
+    edit(base)
+    with pytest.raises(UsageError, match=rf"base model files: {changed} changed \([0-9a-f]{{12}} -> [0-9a-f]{{12}}\) "
+                                         r"\(fingerprint [0-9a-f]{16} -> [0-9a-f]{16}\)") as refused:
         train(config, resume=True)
+    assert str(refused.value).count("base model files") == 1 and "config.json" not in str(refused.value)
+
+
+def test_a_run_started_before_the_base_fingerprint_is_resumed_by_its_weights_alone(card, tiny_model_dir, runs_root):
+    """started.json without base_model_fingerprint: an edited config.json is not held against it (it was never
+    recorded), changed weights still are."""
+    config = config_for(card, tiny_model_dir, runs_root, run_id="old", **RESUMABLE)
+    base = train_model.training_base(tiny_model_dir)
+    old_started = {"card_fingerprint": read_card(card).fingerprint, "base_model_sha256": base.weights_sha256,
+                   "config": config.model_dump(mode="json")}
+    fingerprint = read_card(card).fingerprint
+    edited = BaseIdentity(base.weights_sha256, "f" * 64, {**base.files, "config.json": "0" * 64})
+    assert run_folder.resume_changes(old_started, config, fingerprint, edited, 4) == []
+    other = BaseIdentity("e" * 64, "f" * 64, {})
+    assert run_folder.resume_changes(old_started, config, fingerprint, other, 4) == [
+        f"base weights sha256: {base.weights_sha256[:16]} -> {'e' * 16}"]
 
 
 # ---- item 8: the adapter depends on the run's seed only ----
@@ -239,3 +271,60 @@ def test_a_tilde_in_output_dir_and_card_means_the_home_folder(tmp_path, monkeypa
     (tmp_path / "train.yaml").write_text("card: ~/data/card.json\n")
     config = load_config(TrainConfig, tmp_path / "train.yaml", ["output_dir=~/runs"])
     assert (config.output_dir, config.card) == (str(tmp_path / "runs"), str(tmp_path / "data" / "card.json"))
+
+
+# ---- a failed fresh start leaves no folder; run.json tells the segments of a resumed run ----
+
+@pytest.mark.parametrize("failure", ["no trainable tokens", "missing model folder", "empty model folder"])
+def test_a_fresh_train_that_fails_before_a_checkpoint_leaves_no_run_folder(card, tiny_model_dir, tmp_path, capsys,
+                                                                           failure):
+    """Each failure comes after the default-named folder was claimed (pre-flight after started.json and
+    config.resolved.yaml): exit 2, one line, and no `runs/<time>-<fp>-<rand>/` left behind."""
+    (tmp_path / "empty").mkdir()
+    model, extra = {"no trainable tokens": (tiny_model_dir, {"max_seq_len": 8}),
+                    "missing model folder": (tmp_path / "missing", {}),
+                    "empty model folder": (tmp_path / "empty", {})}[failure]
+    config = config_for(card, model, tmp_path, run_id=None, **{**RESUMABLE, **extra})
+    capsys.readouterr()
+    assert main(["train", yaml_of(config, tmp_path / "train.yaml")]) == 2
+    message = said(capsys)
+    assert "Traceback" not in message and "bug in tunesmith" not in message, message
+    if failure == "no trainable tokens":
+        assert "pre-flight check failed" in message and "raise max_seq_len" in message, message
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_resumed_run_json_counts_every_segment_and_its_changed_settings(card, tiny_model_dir, runs_root,
+                                                                          monkeypatch):
+    config = config_for(card, tiny_model_dir, runs_root, run_id="segments", **RESUMABLE)
+    first_began = time.perf_counter()
+    interrupted_at_step(config, 5, monkeypatch)
+    first_took = time.perf_counter() - first_began
+    run = runs_root / "runs" / "segments"
+    resumed_began = time.perf_counter()
+    train(config.model_copy(update={"logging_steps": 2}), resume=True)
+    resumed_took = time.perf_counter() - resumed_began
+    manifest = read_run(run)
+    assert manifest.resumed_at_steps == [4]
+    first, second = manifest.segments
+    assert (first["resumed_at_step"], second["resumed_at_step"]) == (0, 4)
+    assert first["changed_settings"] == {"logging_steps": 1} and second["changed_settings"] == {}
+    assert 0 < first["seconds"] <= first_took + 0.01 and 0 < second["seconds"] <= resumed_took + 0.01
+    assert manifest.wall_seconds == round(first["seconds"] + second["seconds"], 2) >= first["seconds"]
+    assert not (run / "started.json").exists()
+
+
+def test_a_killed_segment_is_timed_to_its_last_write(card, tiny_model_dir, runs_root, monkeypatch):
+    """A SIGKILL records no seconds; the resume times the killed segment from its start to its last write."""
+    config = config_for(card, tiny_model_dir, runs_root, run_id="killed-segment", **RESUMABLE)
+    interrupted_at_step(config, 5, monkeypatch)
+    run = runs_root / "runs" / "killed-segment"
+    started = json.loads((run / "started.json").read_text())
+    last_write = (run / "metrics.jsonl").stat().st_mtime
+    began = datetime.fromtimestamp(last_write - 3.0, timezone.utc).isoformat(timespec="milliseconds")
+    started["segments"][-1].update(seconds=None, started_at=began)  # what a SIGKILL 3 s into the run leaves
+    (run / "started.json").write_text(json.dumps(started))
+    manifest = read_run(train(config, resume=True))
+    assert manifest.segments[0]["seconds_estimated"] is True
+    assert 2.9 <= manifest.segments[0]["seconds"] <= 3.1 and manifest.wall_seconds >= 3.0
+    assert "seconds_estimated" not in manifest.segments[1]

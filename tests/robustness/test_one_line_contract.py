@@ -374,3 +374,73 @@ def test_each_user_or_environment_error_is_one_line_exit_2(tmp_path, error, caps
     monkeypatch.setattr(pipeline, "run_curate", fails)
     code, lines, text = run_cli(["curate", str(curate_config(tmp_path, str(tmp_path / "out")))], capsys, monkeypatch)
     assert_one_line(code, lines, text, error.filename if isinstance(error.args[0], int) else str(error))
+
+
+def test_report_compare_refuses_eval_in_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "compare.html"
+    code, lines, text = run_cli(["report", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--eval", "e1",
+                                 "--out", str(out)], capsys, monkeypatch)
+    assert_one_line(code, lines, text, "--eval e1: `report compare`", "drop --eval")
+    assert not out.exists()
+
+
+# ---- SIGTERM: one line and 130 while a command works; ignored once its result is decided ------------------------
+
+LATE_SIGTERM = """
+import os, signal, sys
+from tunesmith import cli
+
+def command(args):
+    if os.environ.get("TERM_DURING"):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered here, while the command works
+    print("the work is complete", flush=True)
+    return 0
+
+cli._ls = command
+sys.argv = ["tunesmith", "-q", "ls", "stages"]
+code = cli.main()  # the entry point: argv is None
+os.kill(os.getpid(), signal.SIGTERM)  # a late SIGTERM, as the process exits
+print("exit", code, flush=True)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("during", [False, True], ids=["after-the-result", "during-the-command"])
+def test_a_sigterm_is_ignored_once_the_result_is_decided_and_interrupts_before(during):
+    """A real process: before the fix a SIGTERM after main() restored the default handler killed it with 143."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "2000", **({"TERM_DURING": "1"} if during else {})}
+    done = subprocess.run([sys.executable, "-c", LATE_SIGTERM], capture_output=True, text=True, env=env, timeout=120,
+                          cwd=Path(__file__).parents[2])
+    assert "Traceback" not in done.stderr, done.stderr
+    if during:
+        assert done.returncode == 130 and done.stdout.split() == ["exit", "130"], (done.stdout, done.stderr)
+        assert "interrupted; nothing was written" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    else:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["the work is complete", "exit 0"]
+
+
+def test_in_process_callers_get_their_sigterm_handler_back_and_a_sigterm_while_parsing_is_one_line(
+        capsys, monkeypatch):
+    import signal
+
+    from tunesmith import cli
+
+    mine = lambda signum, frame: None  # noqa: E731
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        real_parse = cli.parse_arguments
+
+        def terminated_while_parsing(argv):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real_parse(argv)
+
+        monkeypatch.setattr(cli, "parse_arguments", terminated_while_parsing)
+        code, lines, text = run_cli(["ls", "stages"], capsys, monkeypatch)
+        assert code == 130 and lines == [lines[0]] and "interrupted; nothing was written" in lines[0], text
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -121,6 +121,18 @@ def test_row_counts_edited_to_99999_fail_naming_the_file_the_field_and_the_real_
     assert "splits record" in problems  # and the stages no longer add up to the splits
 
 
+def test_card_show_of_a_damaged_card_shows_it_but_says_what_is_wrong_and_exits_2(version, capsys):
+    """`card show` prints what the card claims, and then every problem `card validate` finds, so a damaged
+    version never reads as a sound one (exit 2); a sound one still shows with exit 0."""
+    assert main(["card", "show", str(version)]) == 0
+    capsys.readouterr()
+    edit(version, lambda d: d["splits"]["train"].update(rows=99999))
+    assert main(["card", "show", str(version)]) == 2
+    out, err = capsys.readouterr()
+    said = " ".join((out + err).split())
+    assert "train: 99999 rows" in said and "field splits.train.rows" in said
+
+
 def test_stage_counts_that_do_not_chain_from_the_sources_are_refused(version):
     def inflate(data):
         data["stages"][1].update(rows_in=data["stages"][1]["rows_in"] + 5, rows_out=data["stages"][1]["rows_out"] + 5)

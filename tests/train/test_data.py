@@ -52,7 +52,7 @@ def test_labels_train_only_the_answer_and_its_end(tiny_tokenizer_dir):
     preflight(tokenizer, [encoded])  # passes
 
 
-def test_preflight_names_rows_without_trainable_tokens_or_end(tiny_tokenizer_dir):
+def test_preflight_names_rows_without_trainable_tokens_or_end_and_what_to_do(tiny_tokenizer_dir):
     tokenizer = load_tokenizer(str(tiny_tokenizer_dir))
     long_prompt = {"id": "long:0", "messages": [{"role": "user", "content": "word " * 200},
                                                 {"role": "assistant", "content": "ok"}]}
@@ -60,10 +60,13 @@ def test_preflight_names_rows_without_trainable_tokens_or_end(tiny_tokenizer_dir
                                               {"role": "assistant", "content": "word " * 200}]}
     encoded = encode_rows(tokenizer, [long_prompt, cut_answer], max_seq_len=64)
     with pytest.raises(TrainDataError) as failure:
-        preflight(tokenizer, encoded)
+        preflight(tokenizer, encoded, max_seq_len=64)
     message = str(failure.value)
-    assert "no trainable tokens after masking: long:0" in message
-    assert "never train the end-of-turn token" in message and "cut:0" in message
+    assert "no trainable tokens after masking: long:0 (the prompt fills max_seq_len=64)" in message
+    assert "never train the end-of-turn token (the answer is cut by max_seq_len=64): cut:0" in message
+    # one line, and it says what to do: the setting to raise, or the rows to fix in the data
+    assert "\n" not in message
+    assert message.count("raise max_seq_len in the train config, or shorten or drop these rows in the data") == 2
 
 
 def test_trained_tokens_match_curation_token_stats(card_dir, tiny_tokenizer_dir):

@@ -4,12 +4,13 @@ The audit folder is built like a curate version: in a work folder, then renamed 
 absent. A folder that is already there is replaced only when it is an earlier audit, known by its MARKER file
 (which lists every file that audit wrote) and holding nothing else; anything else is the user's and is refused.
 The lock and the work folders live in `.<name>.tunesmith-audit/` beside the audit folder (same file system, so
-the renames are atomic); that small hidden folder stays, since deleting a lock file under a waiting process
-would let two audits write at once.
+the renames are atomic). It is made only once the input and `--out` pass their checks, and removed when the
+audit ends if it holds only a lock no one holds (a waiting audit then locks the new one, see locks.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -18,12 +19,15 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from tunesmith.artifacts import CARD_FILE, DatasetCard, read_card
+from tunesmith.config import ConfigError, problem_text
 from tunesmith.curate.card import fingerprint, write_splits
 from tunesmith.curate.config import DEFAULT_STAGES, CurateConfig, GatesConfig
 from tunesmith.curate.pipeline import finish_version, read_sources, run_stages
 from tunesmith.errors import OutputExistsError, UsageError
-from tunesmith.locks import clear_stale_work, folder_lock
+from tunesmith.locks import LOCK_FILE, clear_stale_work, folder_lock
 from tunesmith.provenance import code_record
 
 AUDIT_STAGES = [s for s in DEFAULT_STAGES if s not in ("split", "contamination")]
@@ -32,13 +36,23 @@ MARKER = ".tunesmith-audit"
 WORK_PREFIX, OLD_PREFIX = "tmp-", "old-"  # inside the side folder: the audit being built, the one it replaces
 
 
+# the config fields audit fills from its arguments, named as the user typed them
+AUDIT_ARGUMENTS = {("sources", 0, "path"): "path", ("sources", 0, "format"): "--format",
+                   ("tokenizer",): "--tokenizer", ("output_dir",): "--out"}
+
+
 def audit_config(path: Path, out: Path, fmt: str = "auto", tokenizer: str = "smollm2-135m-instruct") -> CurateConfig:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "audit"
-    return CurateConfig(
-        name=name, version=AUDIT_VERSION, output_dir=str(out), tokenizer=tokenizer,
-        sources=[{"path": str(path), "format": fmt}], stages=[{"stage": s} for s in AUDIT_STAGES],
-        gates=GatesConfig(min_rows=None),
-    )
+    try:
+        return CurateConfig(
+            name=name, version=AUDIT_VERSION, output_dir=str(out), tokenizer=tokenizer,
+            sources=[{"path": str(path), "format": fmt}], stages=[{"stage": s} for s in AUDIT_STAGES],
+            gates=GatesConfig(min_rows=None),
+        )
+    except ValidationError as err:  # an argument the user gave (a file name that is not UTF-8, a bad --format)
+        problems = [f"{AUDIT_ARGUMENTS.get(item['loc'], '.'.join(map(str, item['loc'])))}: {problem_text(item)}"
+                    for item in err.errors(include_url=False)]
+        raise ConfigError("tunesmith audit: " + "; ".join(problems)) from None
 
 
 def run_audit(path: Path, out: Path, fmt: str = "auto", tokenizer: str = "smollm2-135m-instruct") -> Path:
@@ -48,26 +62,43 @@ def run_audit(path: Path, out: Path, fmt: str = "auto", tokenizer: str = "smollm
         raise UsageError(f"--out {out}: give a folder below the file system root")
     out = out.parent.resolve() / out.name  # symlinked parents are fine; `out` itself must be a real folder
     side = out.parent / f".{out.name}.tunesmith-audit"
-    with folder_lock(side, f"the audit {out}", wait=True):
-        _restore_interrupted(side, out)
-        clear_stale_work(side, (WORK_PREFIX, OLD_PREFIX))
+    config = audit_config(Path(path), out, fmt, tokenizer)
+    try:
+        if side.is_dir():  # a killed audit may have left the earlier one aside: put it back before anything else
+            with folder_lock(side, f"the audit {out}", wait=True):
+                _restore_interrupted(side, out)
         check_destination(Path(path), out)
-        work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=side))
-        work.chmod(0o755)  # mkdtemp makes 0700; an audit is meant to be shared like a dataset version
-        try:
-            _build(audit_config(Path(path), out, fmt, tokenizer), work)
-            _put_in_place(work, out, side)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        read = read_sources(config)  # a missing or unreadable input is refused before anything is made
+        with folder_lock(side, f"the audit {out}", wait=True):
+            _restore_interrupted(side, out)
+            clear_stale_work(side, (WORK_PREFIX, OLD_PREFIX))
+            check_destination(Path(path), out)  # again: another audit may have written it while we waited
+            work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=side))
+            work.chmod(0o755)  # mkdtemp makes 0700; an audit is meant to be shared like a dataset version
+            try:
+                _build(config, read, work)
+                _put_in_place(work, out, side)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    finally:
+        _remove_side_folder(side)
     return out
 
 
 def check_destination(source: Path, out: Path) -> None:
-    """Refuse an output that would overwrite the input or anything that is not an earlier tunesmith audit."""
+    """Refuse an output that would overwrite the input, the current folder or anything that is not an earlier
+    tunesmith audit."""
     source_real, out_real = Path(os.path.realpath(source)), Path(os.path.realpath(out))
     if source_real == out_real or out_real in source_real.parents:
         raise UsageError(f"{source}: the input lies inside the audit folder {out}, which the audit replaces; "
                          "choose another --out")
+    try:
+        here = Path(os.path.realpath(os.getcwd()))
+    except OSError:  # the current folder was deleted: nothing left to protect
+        here = None
+    if here is not None and (out_real == here or out_real in here.parents):
+        raise UsageError(f"--out {out}: is the current folder or holds it, and the audit replaces that folder "
+                         "(the shell would be left in a deleted one); run from elsewhere or choose another --out")
     if out.is_symlink():
         raise OutputExistsError(f"{out}: is a symlink; give a real folder (or a new one) as --out")
     if not out.exists():
@@ -78,6 +109,23 @@ def check_destination(source: Path, out: Path) -> None:
     if reason is not None:
         raise OutputExistsError(f"{out}: exists and is not an earlier tunesmith audit ({reason}); "
                                 "choose a new or empty folder as --out, or move its files away")
+
+
+def _remove_side_folder(side: Path) -> None:
+    """Remove the side folder when it holds only a lock that no process holds; otherwise leave it."""
+    try:
+        fd = os.open(side / LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.listdir(side) == [LOCK_FILE]:
+            os.unlink(side / LOCK_FILE)  # while locked: a waiting audit then sees its lock file gone and retries
+            os.rmdir(side)
+    except OSError:  # held by another audit (BlockingIOError), or it made a work folder meanwhile
+        pass
+    finally:
+        os.close(fd)
 
 
 def not_an_earlier_audit(folder: Path) -> str | None:
@@ -118,16 +166,17 @@ def _files_in(folder: Path, with_folders: bool = True) -> set[str] | None:
     return found
 
 
-def _build(config: CurateConfig, work: Path) -> None:
-    """Run the audit stages into `work`: rejected/, all.jsonl, the card files, and MARKER listing them all."""
-    examples, sources = read_sources(config)
+def _build(config: CurateConfig, read: tuple, work: Path) -> None:
+    """Run the audit stages on the rows `read` into `work`: rejected/, all.jsonl, the card files, and MARKER
+    listing them all."""
+    examples, sources = read
     examples, stages, tokenizer_record = run_stages(config, examples, work)
     splits = write_splits(examples, work)
     card = DatasetCard(name=config.name, version=AUDIT_VERSION, fingerprint=fingerprint(config, splits),
                        created_at=datetime.now(timezone.utc), config=config.model_dump(mode="json"),
                        sources=sources, stages=stages, splits=splits, tokenizer=tokenizer_record, gates=[],
                        code=code_record())
-    finish_version(card, config, work)
+    finish_version(card, work)
     files = sorted(_files_in(work, with_folders=False) or ())
     (work / MARKER).write_text(json.dumps({"tool": "tunesmith audit", "files": files}, indent=1) + "\n",
                                encoding="utf-8")

@@ -1,21 +1,19 @@
 """Write a dataset version: split files, fingerprint, quality gates, README dataset card and card.json (last).
 
 A version is assembled in a temporary folder and renamed into place, so `<name>/<version>/card.json`
-exists only for complete versions. The same inputs and config give the same fingerprint and reuse it.
+exists only for complete versions. The same inputs and config give the same fingerprint and reuse that version
+(after reuse.py has checked it against the fresh build).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import stat
 from collections import defaultdict
 from pathlib import Path
 
 from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import (
     CARD_FILE,
-    DatasetCard,
     GateRecord,
     SplitRecord,
     StageRecord,
@@ -24,7 +22,6 @@ from tunesmith.artifacts import (
 )
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.record import Example
-from tunesmith.errors import OutputExistsError
 
 # names in a dataset folder that are never versions: work folders and the lock (hidden) and kept gate failures
 NOT_VERSIONS = (".", "failed-")
@@ -87,6 +84,8 @@ def existing_version(dataset_dir: Path, fingerprint_: str) -> Path | None:
     Only real folders made here count: work folders (`.tmp-*`, any hidden name), kept failures (`failed-*`) and
     symlinked versions are skipped, since reusing one would hand out files this dataset folder does not own.
     """
+    if not Path(dataset_dir).is_dir():  # a read-only curate does not make the dataset folder
+        return None
     for folder in sorted(Path(dataset_dir).iterdir()):
         if folder.name.startswith(NOT_VERSIONS) or folder.is_symlink() or not folder.is_dir():
             continue
@@ -98,59 +97,6 @@ def existing_version(dataset_dir: Path, fingerprint_: str) -> Path | None:
                 return folder
         except (ValueError, OSError):
             continue
-    return None
-
-
-def repair_version(folder: Path, card: DatasetCard, built: dict[str, SplitRecord], work: Path) -> list[str]:
-    """Make an existing version with the build's fingerprint whole again from the build; what was repaired.
-
-    The same fingerprint means the same split hashes, so the fresh split files in `work` are byte-identical to
-    what the card promises: a missing, replaced or rewritten split is put back by an atomic rename. A card whose
-    records disagree with the build (edited hashes or row counts) cannot be repaired and is refused.
-    """
-    _check_card_matches_build(folder, card, built)
-    repaired = []
-    for name, split in card.splits.items():
-        path = folder / split.file
-        problem = split_file_problem(path, split)
-        if problem is None:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            raise OutputExistsError(f"{path}: split {name!r} is a folder, not a file; move it away and run again")
-        os.replace(work / split.file, path)  # replaces a symlink itself, never the file it points to
-        repaired.append(f"{split.file} ({problem})")
-    return repaired
-
-
-def _check_card_matches_build(folder: Path, card: DatasetCard, built: dict[str, SplitRecord]) -> None:
-    # the card's own config and split hashes must give its fingerprint, or the card was edited after curation
-    if card_fingerprint(card.config, card.splits) != card.fingerprint:
-        raise OutputExistsError(f"{folder / CARD_FILE}: its config and split hashes do not give its fingerprint "
-                                "(was the card edited?); move or delete that version and run again")
-
-    def records(splits: dict[str, SplitRecord]) -> dict[str, tuple]:
-        return {name: (s.file, s.rows, s.sha256) for name, s in splits.items()}
-
-    # row counts are not in the fingerprint: comparing them with the build's own counts checks the card's
-    differing = sorted(n for n in records(card.splits).keys() | built.keys()
-                       if records(card.splits).get(n) != records(built).get(n))
-    if differing:
-        raise OutputExistsError(
-            f"{folder / CARD_FILE}: claims this build's fingerprint but its records of split(s) "
-            f"{', '.join(map(repr, differing))} differ from the files this build wrote (was the card edited?); "
-            "move or delete that version and run again")
-
-
-def split_file_problem(path: Path, split: SplitRecord) -> str | None:
-    """Why a version's split file is not what its card records (None when it is): missing, not a file, changed."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return "missing"
-    if not stat.S_ISREG(mode):
-        return "not a regular file"
-    if sha256_file(path) != split.sha256:
-        return "changed: sha256 mismatch"
     return None
 
 

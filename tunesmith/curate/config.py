@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from tunesmith.config import StrictModel, preview, problem_text
-from tunesmith.curate.sources import SourceConfig, source_name
+from tunesmith.curate.sources import SourceConfig, require_utf8, source_name
 from tunesmith.curate.stage import STAGES
 
 DEFAULT_STAGES = ["validate", "exact_dedup", "near_dedup", "pii", "bias_audit", "token_stats", "split", "contamination"]
@@ -52,7 +52,7 @@ class CurateConfig(StrictModel):
     @classmethod
     def _home_folder(cls, value: str) -> str:
         """`~` is the home folder, as in model paths: a shell leaves `output_dir=~/x` unexpanded."""
-        return os.path.expanduser(value)
+        return os.path.expanduser(require_utf8(value, "give an output folder whose name is UTF-8"))
 
     @field_validator("sources")
     @classmethod

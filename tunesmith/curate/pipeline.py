@@ -2,37 +2,39 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import shutil
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+import yaml
 
 from tunesmith.artifacts import (
     DatasetCard,
     GateRecord,
     SourceRecord,
-    SplitRecord,
     StageRecord,
     TokenizerRecord,
     read_card,
     write_card,
 )
-from tunesmith.config import dump_config
 from tunesmith.curate import background
 from tunesmith.curate.card import (
     check_gates,
     existing_version,
     fingerprint,
     next_version,
-    repair_version,
     write_splits,
 )
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.minhash import WordCache
 from tunesmith.curate.record import Example
+from tunesmith.curate.reuse import reuse_version
 from tunesmith.curate.sources import read_source
 from tunesmith.curate.stage import StageContext, build_stage
 from tunesmith.errors import OutputExistsError, TunesmithError
@@ -74,6 +76,9 @@ def run_stages(config: CurateConfig, examples: list[Example], work_dir: Path, pr
     if "token_stats" in stage_names:
         tokenizer = load_tokenizer_for(config)
         extra.update(tokenizer=tokenizer, tokenizer_name=config.tokenizer)
+    elif _validate_wants_tokenizer(config):
+        extra.update(_tokenizer_for_validate(config))
+    if "token_stats" in stage_names:
         max_len = next(e["max_seq_len"] for e in config.stages if e["stage"] == "token_stats")
         tokenizer_record = TokenizerRecord(name=config.tokenizer, max_seq_len=max_len,
                                            chat_template_sha256=_sha(getattr(tokenizer, "chat_template", None)))
@@ -96,6 +101,23 @@ def run_stages(config: CurateConfig, examples: list[Example], work_dir: Path, pr
         for job in pending.values():  # a later stage failed: stop the background work too
             job.cancel()
     return examples, records, tokenizer_record
+
+
+def _validate_wants_tokenizer(config: CurateConfig) -> bool:
+    """validate rejects text holding the tokenizer's special tokens unless told to allow them."""
+    return any(e["stage"] == "validate" and e.get("special_tokens", "reject") == "reject" for e in config.stages)
+
+
+def _tokenizer_for_validate(config: CurateConfig) -> dict:
+    """The configured tokenizer, so validate checks its own special tokens; when it cannot be loaded (a hub id
+    offline, say), validate falls back to its built-in list of common control strings, and says so."""
+    from tunesmith.models import ModelError
+
+    try:
+        return {"tokenizer": load_tokenizer_for(config), "tokenizer_name": config.tokenizer}
+    except ModelError as err:
+        log.warning("validate checks special tokens against its built-in list only: %s", err)
+        return {}
 
 
 def _report(record: StageRecord, progress) -> StageRecord:
@@ -130,15 +152,33 @@ def run_curate(config: CurateConfig, progress=None) -> CurateResult:
 
     One curate at a time writes a dataset folder: a second one of the same dataset waits for the lock, then
     finds the version the first one made and reuses it. Under the lock, work folders of killed runs are removed.
+    A dataset folder where the lock cannot be made (read-only) can still hand out an identical, intact version.
     """
     dataset_dir = Path(config.output_dir) / config.name
-    with folder_lock(dataset_dir, f"dataset {config.name}", wait=True):
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(folder_lock(dataset_dir, f"dataset {config.name}", wait=True))
+        except OSError as err:
+            if err.errno not in (errno.EROFS, errno.EACCES):
+                raise
+            return _curate_read_only(config, dataset_dir, progress, err)
         clear_stale_work(dataset_dir, (WORK_PREFIX,))
-        return _curate_locked(config, dataset_dir, progress)
+        work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=dataset_dir))
+        return _curate_in(config, dataset_dir, work, progress)
 
 
-def _curate_locked(config: CurateConfig, dataset_dir: Path, progress) -> CurateResult:
-    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=dataset_dir))
+def _curate_read_only(config: CurateConfig, dataset_dir: Path, progress, err: OSError) -> CurateResult:
+    """Nothing can be written here, so no one else writes either: build elsewhere, and only reuse."""
+    work = Path(tempfile.mkdtemp(prefix="tunesmith-curate-"))
+    result = _curate_in(config, dataset_dir, work, progress, read_only=err)
+    log.info("%s: not locked, since the folder is read-only (%s)", dataset_dir, err.strerror)
+    return result
+
+
+def _curate_in(config: CurateConfig, dataset_dir: Path, work: Path, progress,
+               read_only: OSError | None = None) -> CurateResult:
+    """Build the version in `work`; rename it into `dataset_dir`, or reuse the identical version there.
+    With `read_only`, only the reuse is possible: anything else raises that error."""
     work.chmod(0o755)  # mkdtemp makes 0700; a dataset version is meant to be shared
     try:
         examples, sources = read_sources(config)
@@ -147,6 +187,12 @@ def _curate_locked(config: CurateConfig, dataset_dir: Path, progress) -> CurateR
         examples, stages, tokenizer_record = run_stages(config, examples, work, progress)
         splits = write_splits(examples, work)
         fp = fingerprint(config, splits)
+        build = {"splits": splits, "stages": stages, "sources": sources}
+        if read_only is not None:  # the identical version passed its gates when it was made
+            same = existing_version(dataset_dir, fp)
+            if same is None:
+                raise read_only  # no identical version to hand out, and nowhere to write one
+            return _reuse(same, build, work, read_only)
         gates = check_gates(config, stages, splits)
         if not all(g.passed for g in gates):
             failed_dir = dataset_dir / f"failed-{fp[:12]}"
@@ -155,7 +201,7 @@ def _curate_locked(config: CurateConfig, dataset_dir: Path, progress) -> CurateR
             raise GateFailure(gates, failed_dir)
         same = existing_version(dataset_dir, fp)
         if same is not None:
-            return _reuse(same, splits, work)
+            return _reuse(same, build, work, read_only)
         version = config.version or next_version(dataset_dir)
         target = dataset_dir / version
         if target.exists() or target.is_symlink():
@@ -163,7 +209,7 @@ def _curate_locked(config: CurateConfig, dataset_dir: Path, progress) -> CurateR
         card = DatasetCard(name=config.name, version=version, fingerprint=fp, created_at=datetime.now(timezone.utc),
                            config=config.model_dump(mode="json"), sources=sources, stages=stages, splits=splits,
                            tokenizer=tokenizer_record, gates=gates, code=code_record())
-        finish_version(card, config, work)
+        finish_version(card, work)
         work.rename(target)
         return CurateResult(card, target, reused=False)
     finally:
@@ -171,26 +217,31 @@ def _curate_locked(config: CurateConfig, dataset_dir: Path, progress) -> CurateR
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _reuse(same: Path, splits: dict[str, SplitRecord], work: Path) -> CurateResult:
-    """Reuse the identical version, first repairing any split file damaged since (from this build's own files)."""
+def _reuse(same: Path, build: dict, work: Path, read_only: OSError | None) -> CurateResult:
+    """Reuse the identical version, first repairing whatever was damaged since (from this build's own files)."""
     card = read_card(same)
-    repaired = repair_version(same, card, splits, work)
-    if repaired:
-        log.warning("%s was damaged; repaired from this build, which is byte-identical by fingerprint: %s",
-                    same, "; ".join(repaired))
-    else:
-        log.info("an identical version exists (%s); reusing it", same)
+    write_side_files(card, work)  # from the existing card: byte-identical to what the first curate wrote
+    reuse_version(same, card, build, work, read_only)
+    log.info("an identical version exists (%s); reusing it", same)
     return CurateResult(card, same, reused=True)
 
 
-def finish_version(card: DatasetCard, config: CurateConfig, work: Path) -> None:
-    """Write the resolved config, README, audit report, and card.json last."""
+def finish_version(card: DatasetCard, work: Path) -> None:
+    """Write the side files, and card.json last."""
+    write_side_files(card, work)
+    write_card(card, work)
+
+
+def write_side_files(card: DatasetCard, folder: Path) -> None:
+    """The resolved config, README and audit report, each rendered from the card alone (so a reuse can remake
+    them byte for byte to check an existing version)."""
     from tunesmith.curate.readme import write_dataset_readme
 
-    dump_config(config, work / "config.resolved.yaml")
-    write_dataset_readme(card, work / "README.md")
-    if config.report:
+    # what dump_config writes for the config the card was made from (card.config is its model_dump)
+    text = yaml.safe_dump(card.config, sort_keys=False, allow_unicode=True)
+    (folder / "config.resolved.yaml").write_text(text, encoding="utf-8")
+    write_dataset_readme(card, folder / "README.md")
+    if card.config.get("report", True):
         from tunesmith.reports.audit import render_audit_report
 
-        render_audit_report(card, work / "report.html")
-    write_card(card, work)
+        render_audit_report(card, folder / "report.html")

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import SourceRecord
@@ -56,11 +56,32 @@ class SourceConfig(StrictModel):
         default_factory=list, description="Extra columns carried on each row (e.g. for `split.stratify`)."
     )
 
+    @field_validator("path", "name")
+    @classmethod
+    def _utf8_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        fix = "rename the file to a UTF-8 name" if info.field_name == "path" else "give a name in UTF-8 text"
+        return value if value is None else require_utf8(value, fix)
+
     @field_validator("path")
     @classmethod
     def _home_folder(cls, value: str) -> str:
         """`~/data.jsonl` is a file in the home folder (a shell leaves `path=~/x` in a config unexpanded)."""
         return os.path.expanduser(value) if value.startswith("~") else value
+
+
+def require_utf8(value: str, fix: str) -> str:
+    """`value`, refused (ValueError, for pydantic) when it holds lone surrogates.
+
+    A file name that is not UTF-8 reaches Python as lone surrogates (`bad\\xffname` -> 'bad\\udcffname'), and
+    the card, the reports and the row ids record paths and names as UTF-8 text, which cannot hold them.
+    """
+    if not _SURROGATE.search(value):
+        return value
+    try:  # the bytes of the file name, as the shell shows them
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name gives, e.g. "\\ud800" typed into YAML
+        shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    raise ValueError(f'"{shown}" is not valid UTF-8; {fix}')
 
 
 def source_name(config: SourceConfig) -> str:

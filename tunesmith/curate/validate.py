@@ -126,15 +126,19 @@ class Validate(Stage):
         )
         max_turns: int = Field(200, ge=2, le=100_000, description="Rows with more turns are rejected (at most 100,000).")
         special_tokens: Literal["reject", "allow"] = Field(
-            "reject", description="reject: rows whose text holds a special token of the tokenizer (or, without "
-            "`token_stats`, a common chat control string such as <|im_end|> or [INST]); allow: keep them "
+            "reject", description="reject: rows whose text holds a special token of the configured tokenizer (or, "
+            "when it cannot be loaded, a common chat control string such as <|im_end|> or [INST]); allow: keep them "
             "(training still encodes them as plain text)."
         )
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
         kept, fixups = [], Counter()
-        # the tokenizer is loaded (into ctx.extra) when the pipeline counts tokens; else the built-in list serves
-        special = control_pattern(ctx.extra.get("tokenizer")) if self.config.special_tokens == "reject" else None
+        # the pipeline loads the configured tokenizer into ctx.extra; the built-in list serves when it could not
+        tokenizer = ctx.extra.get("tokenizer")
+        special = control_pattern(tokenizer) if self.config.special_tokens == "reject" else None
+        if special is not None:
+            ctx.finding("special_tokens_from", ctx.extra.get("tokenizer_name", "?") if tokenizer is not None
+                        else "built-in list of common control strings")
         for example in examples:
             try:
                 kept.append(self._validate(example, fixups, special))

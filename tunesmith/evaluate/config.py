@@ -44,7 +44,7 @@ class EvalConfig(StrictModel):
     bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings)
     headline: str = Field("rougeL", description="The metric the report's verdict is stated in.")
     allow_base_change: bool = Field(
-        False, description="Score the run even when its base weights changed since training (recorded in eval.json)."
+        False, description="Score the run even when its base model (config, weights, tokenizer files) changed since training (recorded in eval.json)."
     )
 
     @field_validator("run", "general_text")

@@ -35,7 +35,7 @@ from tunesmith.evaluate.config import EvalConfig
 from tunesmith.evaluate.generation import generate_answers
 from tunesmith.evaluate.lineage import (
     check_base,
-    current_base_sha256,
+    current_base,
     eval_id,
     eval_warnings,
     eval_with_id,
@@ -108,25 +108,32 @@ def evaluate_run(config: EvalConfig, reuse: bool = True) -> tuple[Path, bool]:
     if config.split not in splits.rows:
         raise CardError(f"{manifest.card_path}: no split {config.split!r} (it has {', '.join(splits.rows)})")
     names = parse_metric_names(config.metrics)
-    base_sha = current_base_sha256(manifest)
-    changed_from = check_base(manifest, base_sha, config.allow_base_change)
-    the_id = eval_id(config, run_dir, manifest.card_fingerprint, base_sha)  # hashed before scoring, not after
-    with folder_lock(run_dir / EVAL_DIR, f"eval {the_id}", wait=True, lock_name=f".{the_id}.lock"):
+    base_id = current_base(manifest)
+    base_change = check_base(manifest, base_id, config.allow_base_change)
+    the_id = eval_id(config, run_dir, manifest.card_fingerprint, base_id.fingerprint)  # hashed before scoring
+    lock_name = f".{the_id}.lock"
+    with folder_lock(run_dir / EVAL_DIR, f"eval {the_id}", wait=True, lock_name=lock_name):
         if reuse and (found := eval_with_id(run_dir, the_id)) is not None:
             log.info("eval %s already exists for these inputs; reusing it", found.eval_id)
             for warning in found.warnings:
                 log.warning("eval %s", warning)
-            return run_dir / EVAL_DIR / found.eval_id, True
-        return _score(config, run_dir, manifest, splits, names, (the_id, base_sha, changed_from), started), False
+            done = run_dir / EVAL_DIR / found.eval_id, True
+        else:
+            done = _score(config, run_dir, manifest, splits, names, (the_id, base_id, base_change), started), False
+        # the eval folder is in place, so the per-id lock goes (one per eval id would pile up): a waiter that then
+        # gets the removed file's lock takes a fresh one (folder_lock) and finds the folder to reuse; an
+        # interrupted eval keeps its lock file, which is harmless
+        (run_dir / EVAL_DIR / lock_name).unlink(missing_ok=True)
+    return done
 
 
 def _score(config: EvalConfig, run_dir: Path, manifest, splits, names, identity: tuple, started: float) -> Path:
     """Score both models on the split and write the eval folder named by the eval id."""
-    the_id, base_sha, changed_from = identity
+    the_id, base_id, base_change = identity
     rows = splits.rows[config.split][: config.max_examples]
     if not rows:
         raise CardError(f"{manifest.card_path}: split {config.split!r} is empty")
-    warnings = eval_warnings(config, len(rows), len(splits.rows[config.split]), changed_from, base_sha)
+    warnings = eval_warnings(config, len(rows), len(splits.rows[config.split]), base_change)
     prompts, references = zip(*(prompt_and_references(row) for row in rows))
     model, tokenizer = load_tuned_model(run_dir)
     encoded = encode_rows(tokenizer, rows, config.max_seq_len)
@@ -139,8 +146,9 @@ def _score(config: EvalConfig, run_dir: Path, manifest, splits, names, identity:
     result = EvalManifest(
         eval_id=the_id, run_id=manifest.run_id,
         run_path=str(run_dir.resolve()), card_fingerprint=manifest.card_fingerprint, card_path=manifest.card_path,
-        split=config.split, n_examples=len(rows), base_model=manifest.base_model, base_model_sha256=base_sha,
-        base_changed_from=changed_from, warnings=warnings, device=device,
+        split=config.split, n_examples=len(rows), base_model=manifest.base_model,
+        base_model_sha256=base_id.weights_sha256, base_model_fingerprint=base_id.fingerprint,
+        base_changed_from=base_change[0] if base_change else None, warnings=warnings, device=device,
         generation=config.generation.model_dump(mode="json"), bootstrap=config.bootstrap.model_dump(mode="json"),
         metrics=metrics, timings=_timings(base, tuned), config=config.model_dump(mode="json"),
         wall_seconds=round(time.perf_counter() - started, 2), created_at=datetime.now(timezone.utc),

@@ -9,11 +9,10 @@ artifact but a file that no longer says what was scored.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunesmith.artifact_io import ArtifactError, sha256_file
+from tunesmith.artifact_io import ArtifactError, load_json, sha256_file
 from tunesmith.artifacts import (
     EVAL_DIR,
     EVAL_FILE,
@@ -58,13 +57,13 @@ def run_folder(path: Path) -> Path:
 def read_jsonl(path: Path) -> tuple[list[dict], int]:
     """The JSON objects of a .jsonl file and how many lines were not one (a crash can cut the last line)."""
     rows, bad = [], 0
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
+    with open(path, "rb") as handle:  # bytes: a line that is not UTF-8 is one bad line, not a crash
+        for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                row = load_json(line, path, number)
+            except ArtifactError:  # bad JSON, bad UTF-8 or nesting too deep to parse
                 bad += 1
                 continue
             if isinstance(row, dict):
@@ -147,6 +146,9 @@ def _load_eval(art: RunArtifacts, with_samples: bool, eval_id: str | None) -> No
     art.samples = read_samples(folder / SAMPLES_FILE)
 
 
+_SAMPLES_ADVICE = "this file is written by `tunesmith eval`, so restore it or recompute it with `tunesmith eval ... --force`"
+
+
 def read_samples(path: Path) -> list[dict]:
     """The rows of an eval's samples.jsonl; any line that is not a sample raises ArtifactError naming file:line."""
     rows = []
@@ -154,17 +156,10 @@ def read_samples(path: Path) -> list[dict]:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
-            problem = None
-            try:
-                row = json.loads(raw.decode("utf-8"))
-                problem = _sample_problem(row)
-            except UnicodeDecodeError:
-                problem = "not valid UTF-8"
-            except json.JSONDecodeError as err:
-                problem = f"not valid JSON ({err.msg})"
+            row = load_json(raw, path, number, advice=_SAMPLES_ADVICE)
+            problem = _sample_problem(row)
             if problem:
-                raise ArtifactError(f"{path}:{number}: {problem}; this file is written by `tunesmith eval`, so "
-                                    "restore it or recompute it with `tunesmith eval ... --force`")
+                raise ArtifactError(f"{path}:{number}: {problem}; {_SAMPLES_ADVICE}")
             rows.append(row)
     return rows
 

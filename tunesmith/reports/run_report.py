@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from tunesmith.artifact_io import atomic_write_text
 from tunesmith.artifacts import EvalManifest, MetricComparison
-from tunesmith.errors import EnvironmentProblem, UsageError
+from tunesmith.errors import EnvironmentProblem, OutputExistsError, UsageError
 from tunesmith.reports import metric_text as mt
 from tunesmith.reports import svg
 from tunesmith.reports.audit import script_json
@@ -50,8 +50,28 @@ def render_compare_report(run_dirs: list[Path], out_path: Path) -> Path:
     return _write(Path(out_path), "compare.html.j2", build_compare_view(runs))
 
 
+GENERATOR_MARK = '<meta name="generator" content="tunesmith">'
+# reports written before the generator mark existed: their first lines say what they are
+OLD_REPORT_TITLES = ("<title>Run report · ", "<title>Run comparison · ")
+
+
+def refuse_foreign_file(out_path: Path) -> None:
+    """A report replaces only an earlier tunesmith report: any other file at `--out` is the user's, never overwritten."""
+    if not (out_path.exists() or out_path.is_symlink()):
+        return
+    if out_path.is_symlink() or not out_path.is_file():
+        raise OutputExistsError(f"{out_path}: is not a regular file; a report is written only as a new file or over "
+                                "an earlier tunesmith report; choose another --out")
+    with open(out_path, "rb") as handle:
+        head = handle.read(4096).decode("utf-8", errors="replace")
+    if GENERATOR_MARK not in head and not any(title in head for title in OLD_REPORT_TITLES):
+        raise OutputExistsError(f"{out_path}: already exists and is not a tunesmith report; it is left as it is. "
+                                "Choose another --out, or move that file away")
+
+
 def _write(out_path: Path, template: str, view: dict[str, Any]) -> Path:
     page = _environment().get_template(template).render(**view)
+    refuse_foreign_file(out_path)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_path, page)

@@ -19,16 +19,25 @@ class NonFiniteLoss(TunesmithError, RuntimeError):
     """The training loss became NaN or infinite; the message names the step."""
 
 
-def preflight(tokenizer, encoded: list[dict]) -> None:
-    """Stop before the first step when a row has nothing to learn or never learns to end its turn."""
+def preflight(tokenizer, encoded: list[dict], max_seq_len: int | None = None) -> None:
+    """Stop before the first step when a row has nothing to learn or never learns to end its turn; the one-line
+    message names the rows and what to do (the `max_seq_len` setting, or the rows in the data)."""
     eot = tokenizer.convert_tokens_to_ids(end_of_turn(tokenizer)) if end_of_turn(tokenizer) else None
     empty = [row["id"] for row in encoded if all(label == IGNORE_INDEX for label in row["labels"])]
     no_end = [row["id"] for row in encoded if eot is not None and row["id"] not in empty and eot not in row["labels"]]
+    limit = f"max_seq_len={max_seq_len}" if max_seq_len else "max_seq_len"
     problems = []
     if empty:
-        problems.append(f"{len(empty)} row(s) have no trainable tokens after masking: {', '.join(empty[:10])}")
+        problems.append(f"{len(empty)} row(s) have no trainable tokens after masking: {_ids(empty)} (the prompt "
+                        f"fills {limit}); raise max_seq_len in the train config, or shorten or drop these rows in "
+                        "the data")
     if no_end:
-        problems.append(f"{len(no_end)} row(s) never train the end-of-turn token (answer cut by max_seq_len?): "
-                        f"{', '.join(no_end[:10])}")
+        problems.append(f"{len(no_end)} row(s) never train the end-of-turn token (the answer is cut by {limit}): "
+                        f"{_ids(no_end)}; raise max_seq_len in the train config, or shorten or drop these rows in "
+                        "the data")
     if problems:
-        raise TrainDataError("pre-flight check failed:\n  " + "\n  ".join(problems))
+        raise TrainDataError("pre-flight check failed: " + "; ".join(problems))
+
+
+def _ids(ids: list[str]) -> str:
+    return ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.models import base_weights_sha256, compute_dtype, load_causal_lm, load_tokenizer, resolve_model_dir
+from tunesmith.models import (
+    BaseIdentity,
+    base_identity,
+    compute_dtype,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_model_dir,
+)
 from tunesmith.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -37,13 +44,14 @@ def _quantization_kwargs(quantization: str, cuda: bool) -> dict:
     return {"dtype": compute_dtype()}
 
 
-def weights_sha256(location: Path | str) -> str | None:
-    """sha256 of a local model's safetensors weights (sharded too; None for hub ids); eval checks the same value."""
-    return base_weights_sha256(location)
+def training_base(location: Path | str) -> BaseIdentity:
+    """The base's weights sha256 and fingerprint (config, weights, tokenizer files; empty for hub ids): run.json
+    and started.json record them, --resume and eval check them."""
+    return base_identity(location)
 
 
 def load_model_for_training(config: TrainConfig):
-    """(peft model, tokenizer, quantization used, device, weights sha256)."""
+    """(peft model, tokenizer, quantization used, device, base identity)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
@@ -68,4 +76,4 @@ def load_model_for_training(config: TrainConfig):
     model = get_peft_model(model, lora)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
-    return model, tokenizer, quantization, "cuda" if cuda else "cpu", weights_sha256(location)
+    return model, tokenizer, quantization, "cuda" if cuda else "cpu", training_base(location)

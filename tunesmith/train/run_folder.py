@@ -2,9 +2,14 @@
 interrupted run leaves behind.
 
 `started.json`, written atomically when training starts, holds the card fingerprint, the resolved config and the
-base weights sha256; `--resume` compares them with the new ones and refuses every difference that would make the
-steps after the checkpoint come from another run than the steps before it (see `resume_changes`). It is removed
-once run.json, which records the same, is written.
+base model's identity (weights sha256, fingerprint and each base file's sha256); `--resume` compares them with
+the new ones and refuses every difference that would make the steps after the checkpoint come from another run
+than the steps before it (see `resume_changes`). It also keeps
+one entry per segment (the first start, then each --resume: its step, start time, wall seconds and resumable
+settings), which run.json reports. It is removed once run.json, which records the same, is written.
+
+A fresh run that fails before its first complete checkpoint leaves no folder behind when the folder holds only
+the files a start writes (see `claimed_run_folder`); a resumed run's folder is always kept.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tunesmith.artifacts import RUN_FILE
 from tunesmith.config import dump_config
 from tunesmith.errors import MissingInputError, OutputExistsError, UsageError
 from tunesmith.locks import LOCK_FILE, clear_stale_work, folder_lock
+from tunesmith.models import BaseIdentity
 from tunesmith.train.checkpoints import STAGING, latest_checkpoint
 from tunesmith.train.config import TrainConfig
 
@@ -39,6 +45,10 @@ OURS = {STARTED, CONFIG_FILE, CHECKPOINTS, DISCARDED, LOCK_FILE, "metrics.jsonl"
 # settings that change how a run is logged, checkpointed or found, never what it computes; `card` is the path,
 # checked through the card fingerprint instead, so a moved card still resumes
 RESUMABLE = {"logging_steps", "save_steps", "keep_checkpoints", "restore_best", "output_dir", "run_id", "card"}
+# what a start writes before any checkpoint is complete; a failed fresh run's folder holding only these goes
+START_FILES = {STARTED, CONFIG_FILE, CHECKPOINTS, DISCARDED, LOCK_FILE, "metrics.jsonl"}
+# the settings a segment may change on --resume (see _resumable), recorded per segment in run.json
+SEGMENT_KEYS = sorted((RESUMABLE - {"output_dir", "run_id"}) | {"eval_steps", "max_steps", "epochs"})
 
 
 def run_name(config: TrainConfig, fingerprint: str) -> str:
@@ -58,11 +68,28 @@ def claimed_run_folder(config: TrainConfig, fingerprint: str, resume: bool) -> I
     run_dir = root / config.run_id if config.run_id else _new_run_folder(root, config, fingerprint)
     if resume and not run_dir.is_dir():
         raise MissingInputError(f"{run_dir}: no run to resume")
+    found_empty = bool(config.run_id) and run_dir.is_dir() and not any(run_dir.iterdir())  # made by the user
     with folder_lock(run_dir, f"run {run_dir.name}"):
         _check_state(run_dir, resume)  # only now: a live writer's folder is never judged from outside its lock
         clear_stale_work(run_dir, (DISCARDED,))
         clear_stale_work(run_dir / CHECKPOINTS, (STAGING,))
-        yield run_dir
+        try:
+            yield run_dir
+        except BaseException:
+            if not resume and not found_empty:
+                drop_unstarted(run_dir)
+            raise
+
+
+def drop_unstarted(run_dir: Path) -> bool:
+    """Remove a run folder that holds only start files and no complete checkpoint: nothing in it can be resumed,
+    so a failed attempt (bad data, a missing model) leaves no junk folder. True when it was removed."""
+    if not run_dir.is_dir() or latest_checkpoint(run_dir / CHECKPOINTS) is not None:
+        return False
+    if not all(_ours(p.name, START_FILES) for p in run_dir.iterdir()):
+        return False  # an adapter saved before run.json, or files someone else put there: keep them
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
 
 
 def _new_run_folder(root: Path, config: TrainConfig, fingerprint: str) -> Path:
@@ -93,20 +120,71 @@ def _check_state(run_dir: Path, resume: bool) -> None:
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
 
 
-def _ours(name: str) -> bool:
+def _ours(name: str, which: set[str] = OURS) -> bool:
     """One of train's files, or the temporary file of an atomic write of one (left by a kill)."""
-    return name in OURS or any(name.startswith(f".{ours}.") for ours in OURS)
+    return name in which or any(name.startswith(f".{ours}.") for ours in which)
 
 
-def record_start(run_dir: Path, config: TrainConfig, fingerprint: str, base_sha: str | None, step: int) -> None:
+def record_start(run_dir: Path, config: TrainConfig, fingerprint: str, base: BaseIdentity, step: int) -> None:
     """Write what this (part of the) run trains with: config.resolved.yaml and started.json."""
     previous = read_started(run_dir) if step else None
-    started = {"card_fingerprint": fingerprint, "base_model_sha256": base_sha,
-               "config": config.model_dump(mode="json"),
-               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "resumed_at_steps": [*(previous or {}).get("resumed_at_steps", []), *([step] if step else [])]}
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    flat = _flat(config.model_dump(mode="json"))
+    segment = {"step": step, "started_at": now, "seconds": None, "settings": {k: flat.get(k) for k in SEGMENT_KEYS}}
+    started = {"card_fingerprint": fingerprint, "base_model_sha256": base.weights_sha256,
+               "base_model_fingerprint": base.fingerprint, "base_model_files": base.files,
+               "config": config.model_dump(mode="json"), "started_at": now,
+               "resumed_at_steps": [*(previous or {}).get("resumed_at_steps", []), *([step] if step else [])],
+               "segments": [*_ended_segments(run_dir, previous), segment]}
     atomic_write_text(run_dir / STARTED, json.dumps(started, indent=2) + "\n")
     dump_config(config, run_dir / CONFIG_FILE)
+
+
+def _ended_segments(run_dir: Path, previous: dict | None) -> list[dict]:
+    """The earlier segments, each with its wall seconds; a killed one (no seconds recorded) is timed from its start
+    to the last thing it wrote (metrics.jsonl, a checkpoint)."""
+    segments = [dict(s) for s in (previous or {}).get("segments", [])]
+    for segment in segments:
+        if segment.get("seconds") is None:
+            written = [p.stat().st_mtime for p in (run_dir / "metrics.jsonl", *(run_dir / CHECKPOINTS).glob("*"))
+                       if p.exists()]
+            begun = datetime.fromisoformat(segment["started_at"]).timestamp()
+            segment["seconds"] = round(max([begun, *written]) - begun, 2)
+            segment["estimated"] = True
+    return segments
+
+
+def end_segment(run_dir: Path, since: datetime, seconds: float) -> None:
+    """Record the wall seconds of the segment that is ending in failure, so a later --resume counts them; only one
+    begun at `since` or later (this process's, not a killed one's a refused --resume found).
+
+    Best effort: it runs while another error is on its way out, which must not be replaced by this one.
+    """
+    try:
+        started = json.loads((run_dir / STARTED).read_text(encoding="utf-8"))
+        last = started["segments"][-1]
+        since = since.replace(microsecond=since.microsecond // 1000 * 1000)  # started_at has milliseconds
+        if last.get("seconds") is None and datetime.fromisoformat(last["started_at"]) >= since:
+            last["seconds"] = round(seconds, 2)
+            atomic_write_text(run_dir / STARTED, json.dumps(started, indent=2) + "\n")
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        pass
+
+
+def run_segments(run_dir: Path, config: TrainConfig, seconds: float) -> tuple[list[int], list[dict]]:
+    """For run.json: the steps resumed at, and each segment's step, wall seconds and the resumable settings it
+    ran with where they differ from the final config (an empty dict when none did)."""
+    started = read_started(run_dir) or {}
+    segments = [dict(s) for s in started.get("segments", [])] or [{"step": 0, "settings": {}}]
+    segments[-1]["seconds"] = round(seconds, 2)
+    final = _flat(config.model_dump(mode="json"))
+    recorded = []
+    for segment in segments:
+        settings = segment.get("settings", {})
+        changed = {k: v for k, v in settings.items() if k in final and final[k] != v}
+        entry = {"resumed_at_step": segment.get("step", 0), "seconds": segment["seconds"], "changed_settings": changed}
+        recorded.append({**entry, **({"seconds_estimated": True} if segment.get("estimated") else {})})
+    return list(started.get("resumed_at_steps", [])), recorded
 
 
 def read_started(run_dir: Path) -> dict[str, Any] | None:
@@ -125,13 +203,15 @@ def read_started(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def check_resume(run_dir: Path, config: TrainConfig, fingerprint: str, base_sha: str | None, step: int) -> None:
-    """Refuse to resume at `step` with any setting that differs from the run's start, naming each one."""
+def check_resume(run_dir: Path, config: TrainConfig, fingerprint: str, base: BaseIdentity | None,
+                 step: int) -> None:
+    """Refuse to resume at `step` with any setting that differs from the run's start, naming each one (`base` is
+    None before the model is loaded, when only the settings are compared)."""
     started = read_started(run_dir)
     if started is None:
         raise MissingInputError(f"{run_dir}: no {STARTED} or {CONFIG_FILE}; the settings of steps 1..{step} are "
                                 "unknown, so it cannot be resumed; start a new run")
-    changes = resume_changes(started, config, fingerprint, base_sha, step)
+    changes = resume_changes(started, config, fingerprint, base, step)
     if changes:
         raise UsageError(f"{run_dir}: cannot resume at step {step} with other settings than the run started with: "
                          f"{'; '.join(changes)}. Put them back (see {STARTED}), or start a new run with another "
@@ -141,20 +221,45 @@ def check_resume(run_dir: Path, config: TrainConfig, fingerprint: str, base_sha:
         log.warning("%s predates %s: its card fingerprint and base weights could not be compared", run_dir, STARTED)
 
 
-def resume_changes(started: dict, config: TrainConfig, fingerprint: str, base_sha: str | None,
+def resume_changes(started: dict, config: TrainConfig, fingerprint: str, base: BaseIdentity | None,
                    step: int) -> list[str]:
     """Each difference between the started run and the new settings that resuming would hide, as 'key: old -> new'."""
     changes = []
-    for what, field, new in (("card fingerprint", "card_fingerprint", fingerprint),
-                             ("base weights sha256", "base_model_sha256", base_sha)):
-        old = started.get(field)
-        if old is not None and new is not None and old != new:
-            changes.append(f"{what}: {old[:16]} -> {new[:16]}")
+    old_card = started.get("card_fingerprint")
+    if old_card is not None and old_card != fingerprint:
+        changes.append(f"card fingerprint: {old_card[:16]} -> {fingerprint[:16]}")
+    changes += _base_changes(started, base)
     old, new = _flat(started.get("config") or {}), _flat(config.model_dump(mode="json"))
     for key in sorted(old.keys() | new.keys()):
         if old.get(key) != new.get(key) and not _resumable(key, old, new, step, started.get("legacy", False)):
             changes.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}{_why(key, new, step)}")
     return changes
+
+
+def _base_changes(started: dict, base: BaseIdentity | None) -> list[str]:
+    """The base files that differ from the run's start, by name. A run started before the fingerprint was recorded
+    is compared by its weights alone; a hub id (nothing local to hash) not at all."""
+    if base is None:
+        return []
+    old = started.get("base_model_fingerprint")
+    if old is not None and base.fingerprint is not None:
+        if old == base.fingerprint:
+            return []
+        before = started.get("base_model_files") or {}
+        named = [f"{name} {_file_change(before.get(name), base.files.get(name))}"
+                 for name in sorted(before.keys() | base.files.keys()) if before.get(name) != base.files.get(name)]
+        return [f"base model files: {', '.join(named) or 'not recorded'} "
+                f"(fingerprint {old[:16]} -> {base.fingerprint[:16]})"]
+    old, new = started.get("base_model_sha256"), base.weights_sha256
+    if old is not None and new is not None and old != new:
+        return [f"base weights sha256: {old[:16]} -> {new[:16]}"]
+    return []
+
+
+def _file_change(old: str | None, new: str | None) -> str:
+    if old is None:
+        return "added"
+    return "removed" if new is None else f"changed ({old[:12]} -> {new[:12]})"
 
 
 def _resumable(key: str, old: dict, new: dict, step: int, legacy: bool) -> bool:

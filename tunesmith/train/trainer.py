@@ -33,7 +33,15 @@ from tunesmith.train.checkpoints import (
 from tunesmith.train.config import TrainConfig
 from tunesmith.train.data import preflight
 from tunesmith.train.model import load_model_for_training
-from tunesmith.train.run_folder import after_interrupt, check_resume, claimed_run_folder, finish, record_start
+from tunesmith.train.run_folder import (
+    after_interrupt,
+    check_resume,
+    claimed_run_folder,
+    end_segment,
+    finish,
+    record_start,
+    run_segments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +70,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     """Train on the card's training split and return the run folder; `resume` continues a killed run.
 
     The run folder is locked throughout, so a second writer of the same run id is refused. Ctrl-C or SIGTERM ends
-    in `Interrupted`, whose message names the checkpoint kept (or says nothing was).
+    in `Interrupted`, whose message names the checkpoint kept (or says nothing was). A fresh run that fails before
+    its first complete checkpoint leaves no folder (see `claimed_run_folder`); a failed segment's wall time is
+    kept for the run.json of a later --resume.
     """
-    started = time.perf_counter()
+    started, began = time.perf_counter(), datetime.now(timezone.utc)
     splits = open_card(Path(config.card))
     rows = _split_rows(splits, config)
     if splits.card.tokenizer and splits.card.tokenizer.name != config.model:
@@ -73,8 +83,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     with claimed_run_folder(config, splits.card.fingerprint, resume) as run_dir:
         try:
             return _train_into(run_dir, config, splits, rows, resume, started)
-        except KeyboardInterrupt:
-            raise Interrupted(after_interrupt(run_dir)) from None
+        except BaseException as err:
+            end_segment(run_dir, began, time.perf_counter() - started)
+            if isinstance(err, KeyboardInterrupt):
+                raise Interrupted(after_interrupt(run_dir)) from None
+            raise
 
 
 def _split_rows(splits, config: TrainConfig) -> tuple[list[dict], list[dict]]:
@@ -100,12 +113,12 @@ def _train_into(run_dir: Path, config: TrainConfig, splits, rows, resume: bool, 
     step, fingerprint = (checkpoint_step(checkpoint) if checkpoint else 0), splits.card.fingerprint
     if checkpoint:  # before loading the model, then again once its weights' hash is known
         check_resume(run_dir, config, fingerprint, None, step)
-    model, tokenizer, quantization, device, weights_sha = load_model_for_training(config)
+    model, tokenizer, quantization, device, base = load_model_for_training(config)
     if checkpoint:
-        check_resume(run_dir, config, fingerprint, weights_sha, step)
-    record_start(run_dir, config, fingerprint, weights_sha, step)
+        check_resume(run_dir, config, fingerprint, base, step)
+    record_start(run_dir, config, fingerprint, base, step)
     train_rows = encode_rows(tokenizer, rows[0], config.max_seq_len)
-    preflight(tokenizer, train_rows)
+    preflight(tokenizer, train_rows, config.max_seq_len)
     eval_rows = encode_rows(tokenizer, rows[1], config.max_seq_len) if rows[1] else []
     trainer = _build_trainer(config, model, tokenizer, train_rows, eval_rows, run_dir, device, resume)
     if resume:
@@ -116,11 +129,14 @@ def _train_into(run_dir: Path, config: TrainConfig, splits, rows, resume: bool, 
         model.save_pretrained(run_dir / "adapter", safe_serialization=True)
         tokenizer.save_pretrained(run_dir / "adapter")
     discard_checkpoints(run_dir / "checkpoints")  # they exist only while a run is unfinished
+    resumed_at, segments = run_segments(run_dir, config, time.perf_counter() - started)
     manifest = RunManifest(
         run_id=run_dir.name, card_fingerprint=fingerprint, card_path=str(Path(config.card).resolve()),
-        base_model=config.model, base_model_sha256=weights_sha, quantization=quantization, device=device,
+        base_model=config.model, base_model_sha256=base.weights_sha256, base_model_fingerprint=base.fingerprint,
+        quantization=quantization, device=device,
         config=config.model_dump(mode="json"), final_metrics=metrics, torch_threads=torch.get_num_threads(),
-        wall_seconds=round(time.perf_counter() - started, 2), created_at=datetime.now(timezone.utc), code=code_record(),
+        wall_seconds=round(sum(s["seconds"] for s in segments), 2), created_at=datetime.now(timezone.utc),
+        code=code_record(), resumed_at_steps=resumed_at, segments=segments,
     )
     with disk_full_is_clear(run_dir, "run.json", "free some space, then run again with --resume"):
         write_run(manifest, run_dir)
