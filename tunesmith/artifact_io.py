@@ -117,7 +117,9 @@ def read_artifact(cls: type[M], path: Path, file_name: str, missing: str) -> M:
     if len(data) > MAX_ARTIFACT_BYTES:
         raise ArtifactError(f"{path}: larger than {MAX_ARTIFACT_BYTES >> 20} MiB, the most a {file_name} may hold; "
                             f"this is not a {file_name} written by tunesmith")
-    load_json(data, path, advice=f"this {file_name} was damaged, or is not one tunesmith wrote")  # readable errors
+    advice = f"this {file_name} was damaged, or is not one tunesmith wrote" if path.name == file_name else \
+        f"give the {file_name} (or the folder holding it), not {path.name}"
+    load_json(data, path, advice=advice)  # readable errors
     try:
         # pydantic's own parser stops at 200 levels (a ValidationError, below), never with a RecursionError
         return cls.model_validate_json(data.decode("utf-8"))

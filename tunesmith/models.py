@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -72,12 +73,21 @@ def _convert_embedded(name: str, target: Path, with_weights: bool) -> None:
     """Convert the GGUF tokenizer (and weights) into `target`, atomically through a temporary folder."""
     try:
         _convert_into(name, target, with_weights)
-    except OSError as err:
-        if err.errno not in CACHE_WRITE_ERRNOS or isinstance(err, TunesmithError):
+    except Exception as err:  # noqa: BLE001  (the Rust tokenizers/safetensors writers raise plain Exceptions)
+        code = err.errno if isinstance(err, OSError) else _rust_os_error(err)
+        if code not in CACHE_WRITE_ERRNOS or isinstance(err, TunesmithError):
             raise
+        where = getattr(err, "filename", None) or target
+        why = getattr(err, "strerror", None) or os.strerror(code)
         raise EnvironmentProblem(
-            f"{err.filename or target}: cannot write the converted model {name} ({err.strerror or err}); free "
+            f"{where}: cannot write the converted model {name} ({why}); free "
             "about 600 MB there, or set TUNESMITH_HOME to a writable folder with room") from None
+
+
+def _rust_os_error(err: Exception) -> int | None:
+    """The errno inside a Rust library's error text ('No space left on device (os error 28)'), if any."""
+    found = re.search(r"\(os error (\d+)\)", str(err))
+    return int(found.group(1)) if found else None
 
 
 def _convert_into(name: str, target: Path, with_weights: bool) -> None:

@@ -9,27 +9,15 @@ from pathlib import Path
 import pytest
 
 from tunesmith.artifacts import read_eval
-from tunesmith.curate.config import CurateConfig
-from tunesmith.curate.pipeline import run_curate
 from tunesmith.evaluate.config import EvalConfig
 from tunesmith.evaluate.runner import eval_id, prompt_and_references, run_eval
-from tunesmith.train.config import TrainConfig
-from tunesmith.train.trainer import train
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
+from .runs import trained_run
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_model_dir) -> Path:
-    root = tmp_path_factory.mktemp("eval")
-    card = run_curate(CurateConfig(
-        name="tiny", output_dir=str(root / "data"), tokenizer=str(tiny_tokenizer_dir), sources=[{"path": str(FIXTURE)}],
-        gates={"min_rows": 5}, stages=[{"stage": "validate"}, {"stage": "exact_dedup"},
-                                       {"stage": "split", "ratios": {"train": 0.6, "validation": 0.1, "test": 0.3}}],
-    )).directory / "card.json"
-    return train(TrainConfig(card=str(card), model=str(tiny_model_dir), output_dir=str(root / "runs"), run_id="r",
-                             max_steps=3, batch_size=4, learning_rate=5e-3, max_seq_len=256, eval_split=None,
-                             lora={"r": 4, "alpha": 8, "dropout": 0.0}))
+    return trained_run(tmp_path_factory.mktemp("eval"), tiny_tokenizer_dir, tiny_model_dir, max_steps=3)
 
 
 def small_eval(run_dir: Path, **extra) -> EvalConfig:

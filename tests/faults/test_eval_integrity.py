@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.evaluate.runs import FIXTURE, trained_run
 from tests.reports.test_run_report import make_run
 from tests.tiny_pipeline import write_pipeline_config
 from tunesmith.artifacts import choose_eval, read_eval, read_run
 from tunesmith.cli import main
 from tunesmith.config import ConfigError, load_config
-from tunesmith.curate.config import CurateConfig
-from tunesmith.curate.pipeline import run_curate
 from tunesmith.errors import UsageError
 from tunesmith.evaluate.config import EvalConfig
 from tunesmith.evaluate.lineage import check_base, current_base
@@ -29,10 +28,7 @@ from tunesmith.evaluate.runner import eval_id, run_eval
 from tunesmith.models import ModelError, base_identity, base_weights_sha256, load_tuned_model
 from tunesmith.pipeline import load_run_config, run_pipeline
 from tunesmith.reports.run_report import render_run_report
-from tunesmith.train.config import TrainConfig
-from tunesmith.train.trainer import train
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
 EVAL_CONFIG = Path(__file__).parents[2] / "configs" / "eval" / "default.yaml"
 
 
@@ -52,15 +48,7 @@ def base_dir(tmp_path_factory, tiny_model_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_tokenizer_dir, base_dir) -> Path:
-    root = tmp_path_factory.mktemp("evalfaults")
-    card = run_curate(CurateConfig(
-        name="tiny", output_dir=str(root / "data"), tokenizer=str(tiny_tokenizer_dir), sources=[{"path": str(FIXTURE)}],
-        gates={"min_rows": 5}, stages=[{"stage": "validate"}, {"stage": "exact_dedup"},
-                                       {"stage": "split", "ratios": {"train": 0.6, "validation": 0.1, "test": 0.3}}],
-    )).directory / "card.json"
-    return train(TrainConfig(card=str(card), model=str(base_dir), output_dir=str(root / "runs"), run_id="r",
-                             max_steps=2, batch_size=4, learning_rate=5e-3, max_seq_len=256, eval_split=None,
-                             lora={"r": 4, "alpha": 8, "dropout": 0.0}))
+    return trained_run(tmp_path_factory.mktemp("evalfaults"), tiny_tokenizer_dir, base_dir, max_steps=2)
 
 
 def flat(text: str) -> str:

@@ -216,13 +216,17 @@ def test_the_converted_model_cache_is_readable_by_the_group_like_a_dataset_versi
     assert recorded["tokenizer.json"] == (folder / "tokenizer.json").stat().st_size  # sizes, checked on every use
 
 
+@pytest.mark.parametrize("raised", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    Exception("No space left on device (os error 28)"),  # what the Rust tokenizers writer raises on a real full disk
+], ids=["python-oserror", "rust-exception"])
 def test_a_full_tunesmith_home_during_conversion_is_one_line_and_leaves_no_half_cache(
-        fake_gguf, tmp_path, capsys, monkeypatch):
+        fake_gguf, tmp_path, capsys, monkeypatch, raised):
     from transformers import AutoTokenizer
 
     def disk_fills(self, folder, *args, **kwargs):
         (Path(folder) / "tokenizer.json").write_text('{"truncated": ')
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise raised
 
     monkeypatch.setattr(type(AutoTokenizer.from_pretrained(tmp_path / "gguf", gguf_file="x")), "save_pretrained",
                         disk_fills)

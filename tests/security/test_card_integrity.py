@@ -256,3 +256,10 @@ def test_eval_refuses_a_card_whose_fingerprint_does_not_match(version, tmp_path)
                                                         rows=lines_of(version / "test.jsonl")))
     with pytest.raises(TunesmithError, match="field fingerprint"):
         run_eval(EvalConfig(run=str(run)))
+
+
+def test_a_split_file_given_where_the_card_belongs_says_to_give_the_card(version, capsys):
+    """`train card=v1/train.jsonl` (a common slip) is told which file to give, in one line."""
+    assert main(["card", "show", str(version / "train.jsonl")]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "give the card.json (or the folder holding it), not train.jsonl" in said and "Traceback" not in said
