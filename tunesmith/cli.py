@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import json
 import logging
 import signal
@@ -12,7 +10,8 @@ import sys
 from pathlib import Path
 
 from tunesmith.config import ConfigError
-from tunesmith.errors import Interrupted, TunesmithError, UsageError
+from tunesmith.errors import UsageError
+from tunesmith.exits import Sigterm, failure, writing_into
 
 log = logging.getLogger("tunesmith")
 
@@ -293,60 +292,6 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
-EXIT_BUG, EXIT_INTERRUPTED = 1, 130
-
-# OSErrors that come from the machine, not from tunesmith: said in one line with what to do
-ENVIRONMENT_ERRNOS = {
-    errno.ENOSPC: "free some space and run again",
-    errno.EDQUOT: "free some space (disk quota) and run again",
-    errno.EROFS: "the file system is read-only; choose a writable folder",
-    errno.EACCES: "check the permissions, or choose a folder you can write to",
-    errno.EPERM: "check the permissions, or choose a folder you can write to",
-    errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
-    errno.EISDIR: "this is a folder; give a file",
-    errno.ENOENT: "check the path",
-    errno.ENAMETOOLONG: "choose a shorter path",
-    errno.EEXIST: "a file is in the way of a folder tunesmith makes; move it, or choose another path",
-}
-
-
-def environment_message(err: OSError) -> str | None:
-    """One line for an OSError the environment caused (full disk, read-only, ...), or None for anything else."""
-    advice = ENVIRONMENT_ERRNOS.get(err.errno)
-    if advice is None:
-        return None
-    where = err.filename if err.filename is not None else "(unknown path)"
-    return f"{where}: {err.strerror or err}; {advice}"
-
-
-# the errors a write() or close() can meet, knowing no file name; any other nameless error is left alone
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
-
-
-@contextlib.contextmanager
-def writing_into(folder: Path):
-    """Name `folder` in an OSError that names no file: a full disk fails a write() or close(), which know none."""
-    try:
-        yield
-    except OSError as err:
-        if err.filename is not None or err.errno not in WRITE_ERRNOS or isinstance(err, TunesmithError):
-            raise
-        raise OSError(err.errno, err.strerror, str(folder)) from err
-
-
-class _Sigterm:
-    """SIGTERM unwinds like Ctrl-C, so `finally` blocks remove work folders and the command exits 130; once the
-    command's result is decided (its work is complete, or its error is being said), a SIGTERM is ignored, so it can
-    neither turn a finished command into "interrupted" nor kill it with 143 on its way out."""
-
-    def __init__(self) -> None:
-        self.decided = False
-
-    def __call__(self, signum, frame) -> None:
-        if not self.decided:
-            raise KeyboardInterrupt("terminated (SIGTERM)")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command and return its exit code.
 
@@ -354,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     process's entry point (argv None: the console script, `python -m tunesmith.cli`) the handler stays after main
     returns, ignoring a late SIGTERM until the process has exited; in-process callers get their handler back.
     """
-    sigterm = _Sigterm()
+    sigterm = Sigterm()
     previous = signal.signal(signal.SIGTERM, sigterm) if _main_thread() else None
     try:
         return _command(argv, sigterm)
@@ -364,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _command(argv: list[str] | None, sigterm: _Sigterm) -> int:
+def _command(argv: list[str] | None, sigterm: Sigterm) -> int:
     code = None
     try:
         _quiet_libraries()
@@ -379,36 +324,8 @@ def _command(argv: list[str] | None, sigterm: _Sigterm) -> int:
         sigterm.decided = True
         if code is not None and isinstance(err, KeyboardInterrupt):
             return code  # the SIGTERM came as the command returned: its work is complete and its result stands
-        return _failure(err)
+        return failure(err)
     return code
-
-
-def _failure(err: BaseException) -> int:
-    """Say why the command failed, in one line (a traceback only for a bug), and return the exit code."""
-    if isinstance(err, TunesmithError):
-        log.error("%s", err)
-        return EXIT_DATA
-    if isinstance(err, Interrupted):
-        log.error("interrupted: %s", err)
-        return EXIT_INTERRUPTED
-    if isinstance(err, KeyboardInterrupt):
-        log.error("interrupted; nothing was written")
-        return EXIT_INTERRUPTED
-    if isinstance(err, OSError) and (message := environment_message(err)) is not None:
-        log.error("%s", message)
-        return EXIT_DATA
-    if isinstance(err, Exception):
-        return _report_bug(err)
-    raise err  # SystemExit from argparse (usage, --help) and the like keep their own meaning
-
-
-def _report_bug(err: BaseException) -> int:
-    """An exception no user or environment explains: keep its traceback and ask for a report (exit 1)."""
-    import traceback
-
-    traceback.print_exception(err)
-    log.error("this is a bug in tunesmith, not in your input; please report it with the traceback above")
-    return EXIT_BUG
 
 
 def _main_thread() -> bool:
