@@ -8,6 +8,7 @@ values after alias expansion), and every message that quotes input quotes a boun
 from __future__ import annotations
 
 import difflib
+import os
 import reprlib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,12 @@ _PREVIEW = reprlib.Repr()  # walks at most 3 levels and 6 items per container, s
 _PREVIEW.maxlevel, _PREVIEW.maxlong = 3, 40
 _PREVIEW.maxlist = _PREVIEW.maxtuple = _PREVIEW.maxdict = _PREVIEW.maxset = 6
 _PREVIEW.maxstring = _PREVIEW.maxother = PREVIEW_CHARS
+
+
+def home_path(value: str | None) -> str | None:
+    """A path setting with `~` expanded to the home folder, as model paths are: a shell expands `~` only at the start
+    of a word, so `output_dir=~/x` on a command line (or in a YAML file) reaches tunesmith unexpanded."""
+    return os.path.expanduser(value) if value and value.startswith("~") else value
 
 
 class StrictModel(BaseModel):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import os
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from tunesmith.config import StrictModel, preview, problem_text
+from tunesmith.config import StrictModel, home_path, preview, problem_text
 from tunesmith.curate.sources import SourceConfig, require_utf8, source_name
 from tunesmith.curate.stage import STAGES
 
@@ -51,8 +50,7 @@ class CurateConfig(StrictModel):
     @field_validator("output_dir")
     @classmethod
     def _home_folder(cls, value: str) -> str:
-        """`~` is the home folder, as in model paths: a shell leaves `output_dir=~/x` unexpanded."""
-        return os.path.expanduser(require_utf8(value, "give an output folder whose name is UTF-8"))
+        return home_path(require_utf8(value, "give an output folder whose name is UTF-8"))
 
     @field_validator("sources")
     @classmethod

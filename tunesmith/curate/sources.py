@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +18,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import SourceRecord
-from tunesmith.config import StrictModel
+from tunesmith.config import StrictModel, home_path
 from tunesmith.curate.readers import SourceError, parse_csv, parse_json, parse_jsonl, read_hub, read_parquet
 from tunesmith.curate.record import Example
 
@@ -65,8 +64,7 @@ class SourceConfig(StrictModel):
     @field_validator("path")
     @classmethod
     def _home_folder(cls, value: str) -> str:
-        """`~/data.jsonl` is a file in the home folder (a shell leaves `path=~/x` in a config unexpanded)."""
-        return os.path.expanduser(value) if value.startswith("~") else value
+        return home_path(value)
 
 
 def require_utf8(value: str, fix: str) -> str:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field, ValidationInfo, field_validator
 
-from tunesmith.config import StrictModel
+from tunesmith.config import StrictModel, home_path
 from tunesmith.evaluate.generation import GenerationSettings
 from tunesmith.evaluate.metrics import parse_metric_names
 
@@ -50,17 +48,12 @@ class EvalConfig(StrictModel):
     @field_validator("run", "general_text")
     @classmethod
     def _home_folder(cls, value: str | None) -> str | None:
-        """`~` is the home folder, as in model paths (a shell leaves `run=~/x` unexpanded)."""
-        return os.path.expanduser(value) if value and value.startswith("~") else value
+        return home_path(value)
 
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
         return parse_metric_names(names)
-
-    def scored_metrics(self) -> list[str]:
-        """Every metric name eval.json will hold with these settings, in its order."""
-        return scored_metric_names(self.metrics, self.general_text)
 
     @field_validator("headline")
     @classmethod

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tunesmith.config import StrictModel
+from tunesmith.config import StrictModel, home_path
 
 
 class LoraSettings(StrictModel):
@@ -73,8 +72,7 @@ class TrainConfig(StrictModel):
     @field_validator("card", "output_dir")
     @classmethod
     def _expand_home(cls, value: str) -> str:
-        """`~` is the home folder here as in model paths: a shell leaves `output_dir=~/x` unexpanded."""
-        return os.path.expanduser(value)
+        return home_path(value)
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self) -> TrainConfig:
