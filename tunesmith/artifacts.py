@@ -96,6 +96,8 @@ class GateRecord(StrictModel):
     limit: float
     value: float
     passed: bool
+    measures: str | None = Field(None, description="Which rows the value is measured on, e.g. 'train split'. "
+                                 "Cards from before it was recorded have none.")
 
 
 class CodeRecord(StrictModel):
@@ -110,6 +112,10 @@ class DatasetCard(StrictModel):
     name: str
     version: str
     fingerprint: str = Field(description="sha256 over the split contents and the resolved config.")
+    task: Literal["sft", "preference", "kto"] = Field(
+        "sft", description="What the rows teach: sft (chat examples), preference (a chosen and a rejected answer per "
+        "prompt) or kto (one answer labelled desirable or not). Cards from before it was recorded are sft."
+    )
     created_at: datetime
     config: dict[str, Any] = Field(description="The resolved curate config that produced this version.")
     sources: list[SourceRecord]
@@ -117,6 +123,8 @@ class DatasetCard(StrictModel):
     splits: dict[str, SplitRecord]
     tokenizer: TokenizerRecord | None = None
     gates: list[GateRecord] = Field(default_factory=list)
+    verdict: dict[str, Any] | None = Field(None, description="Whether the data is fit to train on: `fit`, `sentence` "
+                                           "and its numbers (fitness.py). Older cards have none.")
     code: CodeRecord
 
     def stage(self, name: str) -> StageRecord | None:
@@ -144,10 +152,28 @@ def card_location(path: Path) -> tuple[Path, Path]:
     return (path, path / CARD_FILE) if path.is_dir() else (path.parent, path)
 
 
-def open_card(path: Path) -> CardSplits:
-    """Read a card and its split files, refusing a card that disagrees with its files or whose gates failed."""
+# what a card of each task is called in the refusal, and the training it waits for
+_TASK_WORDS = {"preference": ("a preference", "DPO"), "kto": ("a KTO", "KTO")}
+
+
+def require_task(card: DatasetCard, tasks: tuple[str, ...] = ("sft",)) -> None:
+    """Refuse a card whose task the caller cannot use, in one sentence (train and eval read SFT cards only)."""
+    if card.task in tasks:
+        return
+    what, training = _TASK_WORDS.get(card.task, (f"a {card.task}", card.task))
+    raise CardError(f"dataset {card.name} {card.version} is {what} card (task: {card.task}); tunesmith trains and "
+                    f"evaluates SFT cards only for now ({training} training comes later); curate an SFT dataset "
+                    "(messages, conversations, instruction/output or prompt/completion rows) to train on")
+
+
+def open_card(path: Path, tasks: tuple[str, ...] = ("sft",)) -> CardSplits:
+    """Read a card and its split files, refusing a card that disagrees with its files or whose gates failed.
+
+    A card whose task is not in `tasks` is refused first, before anything else is read or loaded.
+    """
     directory, card_file = card_location(path)
     card = read_card(path)
+    require_task(card, tasks)
     problems = card_problems(card, directory, card_file, rejected_required=False)
     if problems:
         raise CardError(f"{card_file}: refusing a dataset version that disagrees with its files:\n  "
@@ -155,7 +181,8 @@ def open_card(path: Path) -> CardSplits:
     failed = [g.name for g in card.gates if not g.passed]
     if failed:
         raise CardError(f"{path}: quality gates failed ({', '.join(failed)}); fix the data or the gates first")
-    rows = {name: list(iter_split_rows(directory / split.file, name)) for name, split in card.splits.items()}
+    rows = {name: list(iter_split_rows(directory / split.file, name, card.task))
+            for name, split in card.splits.items()}
     return CardSplits(card, directory, rows)
 
 

@@ -27,7 +27,11 @@ class CardError(UsageError):
 
 
 # the chat roles curation writes (curate/record.py ROLES, which lives above this floor; a test keeps them equal)
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+# the roles of a preference row's rejected answer (curate/preference.py ANSWER_ROLES)
+ANSWER_ROLES = ("assistant", "tool")
+# the fields each card task puts in every split row, besides id and messages (curate/record.py Example.to_json)
+TASK_FIELDS = {"sft": (), "preference": ("rejected",), "kto": ("label",)}
 
 # top-level config keys that say where a version goes and how it is shown, not what it holds
 FINGERPRINT_EXCLUDES = ("output_dir", "version", "report", "background_inspectors")
@@ -150,11 +154,18 @@ def _stage_count_problems(card: DatasetCard, card_file: Path) -> list[str]:
     return problems
 
 
-def iter_split_rows(path: Path, split: str) -> Iterator[dict]:
-    """The rows of a split file, each checked for what training and eval read (file:line and field if not)."""
+def iter_split_rows(path: Path, split: str, task: str | None = None) -> Iterator[dict]:
+    """The rows of a split file, each checked for what training and eval read (file:line and field if not).
+
+    With the card's `task`, each row must also hold what that task needs (a rejected answer, a label) and
+    nothing of another task's, so a card whose task was edited cannot pass its rows off as another kind.
+    """
     with open_regular(path, f"split {split!r}") as handle:
         for number, line in enumerate(handle, 1):
-            yield _split_row(path, number, line)
+            row = _split_row(path, number, line)
+            if task is not None:
+                _task_fields(row, f"{path}:{number}", task)
+            yield row
 
 
 def _split_row(path: Path, number: int, line: bytes) -> dict:
@@ -178,15 +189,42 @@ def _split_row(path: Path, number: int, line: bytes) -> dict:
         problem = _message_problem(message)
         if problem is not None:
             raise CardError(f"{where}: field messages.{i}{problem}")
+    _preference_fields(row, where)
     return row
 
 
-def _message_problem(message: Any) -> str | None:
+def _preference_fields(row: dict, where: str) -> None:
+    """A preference row's `rejected` answer (assistant or tool messages) and a KTO row's `label` (a boolean)."""
+    if "rejected" in row:
+        rejected = row["rejected"]
+        if not isinstance(rejected, list) or not rejected:
+            raise CardError(f"{where}: field rejected: {_shown(rejected)}, not a non-empty list of messages")
+        for i, message in enumerate(rejected):
+            problem = _message_problem(message, ANSWER_ROLES)
+            if problem is not None:
+                raise CardError(f"{where}: field rejected.{i}{problem}")
+    if "label" in row and not isinstance(row["label"], bool):
+        raise CardError(f"{where}: field label: {_shown(row['label'])}, not true or false")
+
+
+def _task_fields(row: dict, where: str, task: str) -> None:
+    """The fields the card's task puts in every row are there, and no other task's are."""
+    wanted = TASK_FIELDS.get(task, ())
+    for field in wanted:
+        if field not in row:
+            raise CardError(f"{where}: field {field}: missing, but the card's task is {task}, whose rows all hold it")
+    for field in sorted({f for fields in TASK_FIELDS.values() for f in fields} - set(wanted)):
+        if field in row:
+            raise CardError(f"{where}: field {field}: present, but the card's task is {task}; the card was edited: "
+                            "restore it, or curate the version again")
+
+
+def _message_problem(message: Any, roles: tuple[str, ...] = ROLES) -> str | None:
     """What is wrong with one chat message, as the rest of the message after its field name (None if fine)."""
     if not isinstance(message, dict):
         return f": {type(message).__name__}, not an object with role and content"
-    if message.get("role") not in ROLES:
-        return f".role: {_shown(message.get('role'))}, not one of {', '.join(ROLES)}"
+    if message.get("role") not in roles:
+        return f".role: {_shown(message.get('role'))}, not one of {', '.join(roles)}"
     if not isinstance(message.get("content"), str):
         return f".content: {_shown(message.get('content'))}, not a string"
     return None

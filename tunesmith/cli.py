@@ -9,50 +9,11 @@ import signal
 import sys
 from pathlib import Path
 
-from tunesmith.config import ConfigError
 from tunesmith.errors import UsageError
-from tunesmith.exits import Sigterm, failure, writing_into
+from tunesmith.exits import Sigterm, failure
 
 log = logging.getLogger("tunesmith")
 
-EXIT_USAGE, EXIT_DATA, EXIT_GATES = 2, 2, 3
-
-
-def _curate(args: argparse.Namespace) -> int:
-    from tunesmith.config import load_config
-    from tunesmith.console import console, gate_table, stage_table
-    from tunesmith.curate.config import CurateConfig
-    from tunesmith.curate.pipeline import GateFailure, run_curate
-
-    config = load_config(CurateConfig, Path(args.config), args.overrides)
-    if args.dry_run:
-        console.print_json(json.dumps(config.model_dump(mode="json")))
-        return 0
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} stages"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("curating", total=len(config.stages))
-
-        def advance(record) -> None:
-            bar.update(task, advance=1, description=f"{record.name}: {record.rows_out} rows")
-
-        try:
-            with writing_into(Path(config.output_dir) / config.name):
-                result = run_curate(config, progress=advance)
-        except GateFailure as failure:
-            bar.stop()
-            console.print(gate_table(failure.gates))
-            log.error("%s", failure)
-            return EXIT_GATES
-    console.print(stage_table(result.card.stages))
-    if result.card.gates:
-        console.print(gate_table(result.card.gates))
-    note = " (unchanged: identical inputs and config)" if result.reused else ""
-    console.print(f"dataset {result.card.name} {result.card.version}{note}: fingerprint {result.card.fingerprint[:16]}")
-    report = result.directory / "report.html"
-    print(report if report.exists() else result.directory / "card.json")
-    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -84,48 +45,6 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit(args: argparse.Namespace) -> int:
-    from tunesmith.console import console, stage_table
-    from tunesmith.curate.audit import run_audit
-
-    with writing_into(Path(args.out)):
-        card_dir = run_audit(Path(args.path), Path(args.out), fmt=args.format, tokenizer=args.tokenizer)
-    from tunesmith.artifacts import read_card
-
-    console.print(stage_table(read_card(card_dir).stages))
-    print(card_dir / "report.html")
-    return 0
-
-
-def _card(args: argparse.Namespace) -> int:
-    from tunesmith.artifacts import read_card
-    from tunesmith.console import console, stage_table
-    from tunesmith.curate.diff import diff_cards, format_diff, verify_card
-
-    if args.action == "show":
-        card = read_card(Path(args.cards[0]))
-        console.print(f"{card.name} {card.version}  fingerprint {card.fingerprint}  created {card.created_at}")
-        console.print(stage_table(card.stages))
-        for name, split in card.splits.items():
-            console.print(f"  {name}: {split.rows} rows ({split.file})")
-        problems = verify_card(Path(args.cards[0]))  # what is shown must not pass for a sound version
-        for problem in problems:
-            log.error("%s", problem)
-        return EXIT_DATA if problems else 0
-    if args.action == "validate":
-        problems = verify_card(Path(args.cards[0]))
-        for problem in problems:
-            log.error("%s", problem)
-        if not problems:
-            print(f"{args.cards[0]}: valid; split files match their hashes and row counts, the fingerprint "
-                  "matches the hashes and config, the stage counts add up")
-        return EXIT_DATA if problems else 0
-    if len(args.cards) != 2:
-        raise ConfigError("`tunesmith card diff` takes two cards: A B")
-    print(format_diff(diff_cards(Path(args.cards[0]), Path(args.cards[1]))))
-    return 0
-
-
 def _eval(args: argparse.Namespace) -> int:
     from tunesmith.config import load_config
     from tunesmith.console import console
@@ -147,6 +66,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from tunesmith.config import ConfigError
     from tunesmith.reports.run_report import render_compare_report, render_run_report
 
     if args.runs[0] == "compare":
@@ -210,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     curate.add_argument("config", help="YAML config (see configs/curate/).")
     curate.add_argument("overrides", nargs="*", help="key=value overrides, e.g. stages.near_dedup.threshold=0.7")
     curate.add_argument("--dry-run", action="store_true", help="Print the resolved config and exit.")
-    curate.set_defaults(func=_curate)
+    curate.set_defaults(func=_data("curate"))
     train = sub.add_parser("train", help="Train a LoRA/QLoRA adapter on a dataset card into runs/<run_id>/.")
     train.add_argument("config", help="YAML config (see configs/train/).")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. card=artifacts/.../card.json lora.r=8")
@@ -227,16 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--system", help="Optional system message.")
     generate.add_argument("--max-new-tokens", type=int, default=128)
     generate.set_defaults(func=_generate)
-    audit = sub.add_parser("audit", help="One-shot audit of a file with default stages (no split, no gates).")
-    audit.add_argument("path")
-    audit.add_argument("--format", default="auto", help="alpaca | prompt_completion | messages | sharegpt | auto")
-    audit.add_argument("--tokenizer", default="smollm2-135m-instruct", help="Model whose tokenizer counts tokens.")
-    audit.add_argument("--out", required=True, help="Output folder for card.json and report.html.")
-    audit.set_defaults(func=_audit)
+    _audit_parser(sub)
     card = sub.add_parser("card", help="Show, diff or validate dataset cards.")
     card.add_argument("action", choices=["show", "diff", "validate"])
     card.add_argument("cards", nargs="+", help="card.json files or version folders")
-    card.set_defaults(func=_card)
+    card.set_defaults(func=_data("card"))
     score = sub.add_parser("score", help="Score a predictions file against reference files (BLEU, chrF, ROUGE, ...).")
     score.add_argument("--predictions", required=True, help="One answer per line (.txt) or per JSON line (.jsonl).")
     score.add_argument("--references", required=True, action="append", help="Line-aligned references; repeatable.")
@@ -266,6 +181,33 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", choices=["stages"])
     ls.set_defaults(func=_ls)
     return parser
+
+
+def _audit_parser(sub) -> None:
+    audit = sub.add_parser("audit", help="One-shot audit of a file: default stages, no split; ends with a verdict "
+                           "(exit 3 when the data is unfit to train on).")
+    audit.add_argument("path")
+    audit.add_argument("--format", default="auto", help="alpaca | prompt_completion | messages | sharegpt | auto")
+    audit.add_argument("--columns", nargs="+", metavar="INPUT=NAME",
+                       help="Rename input columns to the format's names, e.g. --columns question=instruction.")
+    audit.add_argument("--stages", help="Comma-separated stages to run (validate always runs first), e.g. "
+                       "validate,exact_dedup,pii.")
+    audit.add_argument("--config", help="A curate config whose stages, gates and tokenizer the audit uses.")
+    audit.add_argument("--tokenizer", help="Model whose tokenizer counts tokens (default: the config's, or "
+                       "smollm2-135m-instruct).")
+    audit.add_argument("--out", required=True, help="Output folder for card.json and report.html.")
+    audit.set_defaults(func=_data("audit"))
+
+
+def _data(name: str):
+    """The data command `name` of data_cli.py, imported only when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        from tunesmith import data_cli
+
+        return getattr(data_cli, name)(args)
+
+    return run
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -56,10 +56,11 @@ def stage_table(stages) -> Table:
 
 def gate_table(gates) -> Table:
     table = Table(title="quality gates")
-    for column in ("gate", "limit", "value", "result"):
+    for column in ("gate", "limit", "value", "result", "measures"):
         table.add_column(column)
     for g in gates:
-        table.add_row(g.name, readable(g.limit), readable(g.value), "[green]pass[/]" if g.passed else "[red]FAIL[/]")
+        table.add_row(g.name, readable(g.limit), readable(g.value), "[green]pass[/]" if g.passed else "[red]FAIL[/]",
+                      g.measures or "")
     return table
 
 

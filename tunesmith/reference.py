@@ -53,8 +53,7 @@ def configuration_reference() -> str:
     from tunesmith.curate.config import CurateConfig, GatesConfig
     from tunesmith.curate.sources import SourceConfig
     from tunesmith.curate.stage import STAGES
-    from tunesmith.evaluate.config import BootstrapSettings, EvalConfig
-    from tunesmith.evaluate.generation import GenerationSettings
+    from tunesmith.evaluate.config import BootstrapSettings, EvalConfig, GenerationSettings
     from tunesmith.pipeline import RunConfig
     from tunesmith.train.config import LoraSettings, TrainConfig
 

@@ -1,5 +1,7 @@
 """Tests for the `bias_audit` inspector: lexicon counts, pronouns, co-occurrence, profanity, languages.
 
+Co-occurrence in one clause (names, abstract nouns, window, review items) is in test_bias_cooccurrence.py.
+
 Run: pytest tests/curate/test_bias.py -q
 """
 
@@ -39,6 +41,10 @@ def test_inspector_keeps_every_row(tmp_path):
         "toxicity",
         "languages",
         "language_sample_size",
+        "languages_covered",
+        "coverage",
+        "review",
+        "review_total",
         "warnings",
     }
 
@@ -67,16 +73,19 @@ def test_identity_terms_per_category(tmp_path):
     assert set(findings["identity_terms"]) == set(CATEGORIES)
 
 
-def test_cooccurrence_is_sentence_level(tmp_path):
+def test_cooccurrence_is_clause_level(tmp_path):
     _, findings = audit(ROWS, tmp_path, language_sample=0)
     co = findings["cooccurrence"]
     assert co["nationality"] == {
         "rows": 1,
+        "rate": 0.2,
         "example_ids": ["s:2"],
-        "pairs": {"immigrants+lazy": 1, "immigrants+dangerous": 1},
+        "pairs": {"immigrants+dangerous": 1, "immigrants+lazy": 1},
     }
     assert co["gender"]["rows"] == 0  # 'women' and 'violent' sit in different sentences of row s:3
-    assert any(w.startswith("nationality: 1 row(s)") and "s:2" in w for w in findings["warnings"])
+    # 1 row in 5 is far above the default warn rate, so it is a warning as well as a review item
+    assert any(w.startswith("nationality: 1 row(s) (20.0%)") and "s:2" in w for w in findings["warnings"])
+    assert [r["id"] for r in findings["review"]] == ["s:2", "s:2"]
 
 
 def test_toxicity(tmp_path):

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from tests.curate.rows import chat_row
 from tunesmith.curate import minhash
-from tunesmith.curate.dedup import ExactDedup, NearDedup
+from tunesmith.curate.dedup import ExactDedup
+from tunesmith.curate.near_dedup import NearDedup
 from tunesmith.curate.record import Example
 from tunesmith.curate.stage import StageContext
 
@@ -139,8 +140,7 @@ def test_near_dedup_rejects_exactly_the_edited_copies(tmp_path):
         assert copy_id in clusters[original]["member_texts"]
     rejected = rejected_rows(tmp_path, "near_dedup")
     assert set(rejected) == set(copies)
-    assert rejected["s:20"]["detail"].endswith("with s:3")
-    assert rejected["s:20"]["detail"].startswith("Jaccard 0.")
+    assert re.fullmatch(r"Jaccard 0\.\d{3} with s:3 \(kept; threshold 0\.8\)", rejected["s:20"]["detail"])
 
 
 def test_near_dedup_leaves_unrelated_rows_alone(tmp_path):
@@ -180,7 +180,7 @@ def test_near_dedup_keep_longest(tmp_path):
     kept, record = run(NearDedup(NearDedup.Config(keep="longest")), [short, longer, other], tmp_path)
     assert [ex.id for ex in kept] == ["s:1", "s:2"]
     assert record.findings["clusters"][0]["kept"] == "s:1"
-    assert rejected_rows(tmp_path, "near_dedup")["s:0"]["detail"].endswith("with s:1")
+    assert "with s:1 (kept;" in rejected_rows(tmp_path, "near_dedup")["s:0"]["detail"]
 
     kept_first, _ = run(NearDedup(), [short, longer, other], tmp_path / "first")
     assert [ex.id for ex in kept_first] == ["s:0", "s:2"]

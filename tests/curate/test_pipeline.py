@@ -28,7 +28,7 @@ def write_config(tmp_path: Path, tokenizer: Path, **extra) -> Path:
             {"stage": "validate", "max_chars": 5000},
             {"stage": "exact_dedup"},
             {"stage": "near_dedup"},
-            {"stage": "pii", "action": "mask"},
+            {"stage": "pii", "action": "mask", "allow_reserved": False},  # the fixture plants example.com PII
             {"stage": "bias_audit"},
             {"stage": "token_stats", "max_seq_len": 256},
             {"stage": "split", "ratios": {"train": 0.7, "validation": 0.15, "test": 0.15}},
@@ -139,7 +139,9 @@ def test_audit_command_writes_card_and_report(tmp_path, tiny_tokenizer_dir, caps
     card = read_card(out)
     assert [s.name for s in card.stages] == ["validate", "exact_dedup", "near_dedup", "pii", "bias_audit",
                                              "token_stats"]
-    assert list(card.splits) == ["all"] and card.gates == []
+    assert list(card.splits) == ["all"]
+    assert [(g.name, g.passed) for g in card.gates] == [("max_rejected_rate", True)]  # the one default audit gate
+    assert card.verdict["fit"] is True
     assert (out / "report.html").is_file()
     assert capsys.readouterr().out.strip().endswith("report.html")
 
@@ -175,7 +177,8 @@ def test_pii_drop_keeps_values_out_of_the_card(tmp_path):
 
     row = Example(id="s:0", source="s.jsonl", row=0, line=1,
                   messages=(Message("user", "mail me at ana.silva@example.com"), Message("assistant", "ok")))
-    kept, record = Pii(Pii.Config(action="drop")).run([row], StageContext("pii", tmp_path / "rejected"))
+    stage = Pii(Pii.Config(action="drop", allow_reserved=False))  # example.com counts here
+    kept, record = stage.run([row], StageContext("pii", tmp_path / "rejected"))
     assert kept == [] and record.rows_rejected == 1
     assert "ana.silva@example.com" not in json.dumps(record.findings)
     assert "[EMAIL]" in json.dumps(record.findings["rejected_samples"])

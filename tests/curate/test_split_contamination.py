@@ -279,3 +279,94 @@ def test_eval_file_overlap_flags_the_training_row(tmp_path):
     kept, record = run(Contamination(Contamination.Config(action="drop", **config)), train, tmp_path / "drop")
     assert "s:3" not in {ex.id for ex in kept}
     assert record.findings["rejected_by_reason"] == {"contaminated": 1}
+
+
+# --- asked vs achieved ratios, contamination rate -------------------------------------------------------------------
+
+
+def test_achieved_ratios_are_recorded_beside_the_asked(tmp_path):
+    rows = [make(i, meta={"topic": "a" if i % 3 else "b"}) for i in range(300)]
+    config = Split.Config(ratios={"train": 0.8, "validation": 0.1, "test": 0.1}, stratify="topic")
+    _, record = run(Split(config), rows, tmp_path)
+    assert record.findings["ratios"] == {
+        "train": {"asked": 0.8, "achieved": 0.8, "rows": 240},
+        "validation": {"asked": 0.1, "achieved": 0.1, "rows": 30},
+        "test": {"asked": 0.1, "achieved": 0.1, "rows": 30},
+    }
+    assert record.findings["warnings"] == []
+
+
+def test_absolute_sizes_are_asked_as_shares_of_all_rows(tmp_path):
+    config = Split.Config(sizes={"test": 10}, ratios={"train": 0.9, "validation": 0.1})
+    _, record = run(Split(config), [make(i) for i in range(200)], tmp_path)
+    assert record.findings["ratios"]["test"] == {"asked": 0.05, "achieved": 0.05, "rows": 10}
+    assert record.findings["ratios"]["validation"]["asked"] == 0.095  # 10% of the 190 rows left, of 200
+
+
+def test_a_group_split_skewed_by_large_groups_warns_with_the_cause(tmp_path):
+    """The issue's case: whole groups of 10 rows cannot give 10% / 10% on 200 rows; the card says so, and why."""
+    rows = [make(i, meta={"doc": i // 10}) for i in range(200)]  # 20 documents of 10 rows
+    config = Split.Config(group_by="doc", ratios={"train": 0.8, "validation": 0.1, "test": 0.1})
+    kept, record = run(Split(config), rows, tmp_path)
+    ratios = record.findings["ratios"]
+    counts = Counter(ex.split for ex in kept)
+    assert {name: r["rows"] for name, r in ratios.items()} == {"train": 180, "validation": 0, "test": 20}
+    assert all(r["achieved"] == counts.get(name, 0) / 200 for name, r in ratios.items())
+    off = [name for name, r in ratios.items() if abs(r["achieved"] - r["asked"]) > 0.02]
+    assert off == ["train", "validation"]  # test got its 10% (2 groups); validation got no group at all
+    assert len(record.findings["warnings"]) == len(off)
+    for name, warning in zip(off, record.findings["warnings"]):
+        assert warning.startswith(f"{name} got {ratios[name]['achieved']:.1%} of the rows ({counts.get(name, 0)} of 200) "
+                                  f"where {ratios[name]['asked']:.1%} was asked")
+        assert "the largest holds 10 rows (5.0%)" in warning
+
+
+def test_no_warning_within_the_tolerance(tmp_path):
+    rows = [make(i, meta={"doc": i // 10}) for i in range(200)]
+    config = Split.Config(group_by="doc", ratios={"train": 0.8, "validation": 0.1, "test": 0.1}, ratio_tolerance=1.0)
+    _, record = run(Split(config), rows, tmp_path)
+    assert record.findings["warnings"] == []
+
+
+def leaky_held_out(rng: random.Random, held_out: int, leaked: int) -> list[Example]:
+    """10 training rows and `held_out` test rows of which `leaked` repeat a training prompt."""
+    train = train_rows(rng)
+    test = [make(100 + i, train[i % 10].messages[0].content if i < leaked else " ".join(words(rng, 40)),
+                 " ".join(words(rng, 10)), split="test") for i in range(held_out)]
+    return [*train, *test]
+
+
+def test_a_contaminated_held_out_set_warns_with_its_rate(tmp_path):
+    """The issue's case: 101 of 102 held-out rows repeat a training prompt."""
+    rows = leaky_held_out(random.Random(7), 102, 101)
+    kept, record = run(Contamination(), rows, tmp_path)
+    assert len(kept) == len(rows)
+    assert record.findings["rates"] == {"held_out": {"rows": 102, "contaminated": 101, "rate": 0.9902}}
+    assert record.findings["contamination_rate"] == 0.9902
+    [warning] = record.findings["warnings"]
+    assert warning.startswith("101 of 102 held-out (validation + test) rows (99.0%) overlap training rows")
+    assert "action: drop" in warning
+
+
+def test_a_rate_under_warn_rate_gives_no_warning_and_drop_leaves_none(tmp_path):
+    rows = leaky_held_out(random.Random(8), 200, 1)
+    _, record = run(Contamination(), rows, tmp_path)
+    assert record.findings["contamination_rate"] == 0.005 and record.findings["warnings"] == []
+    _, dropped = run(Contamination(Contamination.Config(action="drop", warn_rate=0.0)), rows, tmp_path / "drop")
+    assert dropped.findings["rates"]["held_out"]["rate"] == 0.005
+    assert dropped.findings["contamination_rate"] == 0.0  # the leaking row is no longer in the version
+    assert dropped.findings["warnings"][0].endswith("they were dropped (`action: drop`)")
+
+
+def test_eval_file_rate_counts_the_eval_rows_found_in_training(tmp_path):
+    rng = random.Random(9)
+    train = train_rows(rng)
+    eval_path = tmp_path / "bench.jsonl"
+    rows = [{"prompt": train[i].messages[0].content, "completion": "x"} for i in range(3)]
+    rows += [{"prompt": " ".join(words(rng, 30)), "completion": "y"} for _ in range(1)]
+    eval_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    _, record = run(Contamination(Contamination.Config(eval_files=[str(eval_path)])), train, tmp_path)
+    assert record.findings["rates"][f"eval_file:{eval_path}"] == {"rows": 4, "contaminated": 3, "rate": 0.75}
+    assert record.findings["rates"]["held_out"] == {"rows": 0, "contaminated": 0, "rate": 0.0}
+    assert record.findings["contamination_rate"] == 0.75
+    assert record.findings["warnings"][0].startswith(f"3 of 4 rows of {eval_path} (75.0%) overlap training rows")

@@ -354,3 +354,67 @@ def test_funnel_scales_to_first_input_and_marks_drops():
     rejected = [r for r in chart["rects"] if r["cls"] == "rejected"]
     assert len(rejected) == 1 and rejected[0]["title"] == "validate: 20 rejected"
     assert kept[0]["width"] == pytest.approx(0.8 * rejected[0]["width"]) and kept[1]["width"] == kept[0]["width"]
+
+
+def _card_with_new_findings() -> DatasetCard:
+    profile = {
+        "rows": 5000, "profiled_rows": 5000,
+        "fields": {"instruction": {"rows": 5000, "distinct": 1, "distinct_ratio": 0.0002, "top_share": 1.0,
+                                   "top_count": 5000, "top_value": "Translate " + XSS}},
+        "roles": {"assistant": {"rows": 5000, "distinct": 4990, "distinct_ratio": 0.998, "top_share": 0.001}},
+        "placeholders": {"rows": 1, "by_kind": {"double_brace": 1}},
+        "identical_responses": {"rows": 20, "share": 0.004},
+    }
+    review = [{"kind": "placeholder", "id": "chat-3", "where": "data/chat.jsonl:4", "field": "assistant",
+               "text": "Dear {{name}}, " + XSS, "detail": "the answer holds an unfilled template placeholder"}]
+    validate = _stage("validate", 5000, warnings=["instruction is one value in all 5,000 rows: " + XSS],
+                      review=review, review_total=7, ignored_columns={"tools": 300, "images": 6},
+                      profile=profile)
+    card = _card(stages=[validate])
+    return card.model_copy(update={"verdict": {"fit": False, "sentence": "Not fit to train on: " + XSS}})
+
+
+def test_warnings_review_items_verdict_and_profile_are_rendered_escaped():
+    """Every stage's warnings and review items (with the triggering span), the verdict, ignored columns and the
+    column profile are shown, escaped, and none of them lands in "Other findings"."""
+    page = render_audit_html(_card_with_new_findings())
+    review = page[page.index('<section id="review">') : page.index('<section id="funnel">')]
+    assert "instruction is one value in all 5,000 rows" in review
+    assert "Dear {{name}}, &lt;script&gt;" in review and "data/chat.jsonl:4" in review and "placeholder" in review
+    assert "and 6 more review items" in review
+    overview = page[page.index('<section id="overview">') : page.index('<section id="review">')]
+    assert "✗ Not fit to train on: &lt;script&gt;" in overview
+    validation = page[page.index('<section id="validate">') :]
+    assert "<td>tools</td><td class=\"num\">300</td>" in validation
+    assert "Column profile" in validation and "Translate &lt;script&gt;" in validation and "100.0%" in validation
+    assert "double_brace" in validation
+    assert '<section id="other">' not in page  # review, review_total, ignored_columns, profile are all consumed
+    assert "<script>alert" not in page and "<img" not in page
+
+
+def test_new_measurements_have_their_place_in_the_stage_sections():
+    """Cut answers, tool rows, asked vs achieved split shares, contamination rates, the lexicons' language note and
+    what each gate measures are shown in their sections, not dumped under "Other findings"."""
+    stages = [
+        _stage("token_stats", 10, tokenizer="t", max_seq_len=64, cut_answer_rows=3, cut_answer_example_ids=["c:7"],
+               tool_rows=2, counting={"method": "chunked"}, rejected_answers={"rows": 4, "truncated_rows": 1,
+                                                                             "cut_answer_rows": 1}),
+        _stage("split", 10, sizes={"train": 8, "test": 2}, ratios={"train": {"asked": 0.9, "achieved": 0.8, "rows": 8},
+                                                                    "test": {"asked": 0.1, "achieved": 0.2, "rows": 2}}),
+        _stage("contamination", 10, contaminated_rows=1, contamination_rate=0.5,
+               rates={"held_out": {"rows": 2, "contaminated": 1, "rate": 0.5}}),
+        _stage("bias_audit", 10, coverage="The lexicons are English-only.", languages_covered=["en"]),
+    ]
+    card = _card(stages).model_copy(update={"gates": [
+        GateRecord(name="min_trainable_tokens", limit=5, value=9, passed=True, measures="train split")]})
+    page = render_audit_html(card)
+    tokens = page[page.index('<section id="tokens">') : page.index('<section id="split">')]
+    assert "answers cut by max_seq_len" in tokens and "c:7" in tokens and "rows with tools" in tokens
+    assert "Rejected answers of preference rows: 4 counted" in tokens
+    split = page[page.index('<section id="split">') : page.index('<section id="contamination">')]
+    assert "Asked and achieved shares" in split and "90.0%" in split and "80.0%" in split
+    contamination = page[page.index('<section id="contamination">') :]
+    assert "held_out" in contamination and "50.0%" in contamination
+    assert "The lexicons are English-only." in page
+    assert "<td>train split</td>" in page
+    assert '<section id="other">' not in page  # every one of these findings is consumed by its section

@@ -44,7 +44,7 @@ def fragments(cell: str) -> list[str]:
 def config(tmp_path: Path, sources: list[dict], stages=None, **extra) -> CurateConfig:
     return CurateConfig.model_validate({
         "name": "bad", "output_dir": str(tmp_path / "out"), "sources": sources,
-        "stages": stages or SMALL_STAGES, "gates": {"min_rows": 0}, "report": False,
+        "stages": stages or SMALL_STAGES, "gates": {"min_rows": 0, "max_rejected_rate": None}, "report": False,
         "background_inspectors": False, **extra,
     })
 

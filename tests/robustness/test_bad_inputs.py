@@ -157,7 +157,7 @@ def test_all_files_at_once_through_every_stage_and_the_cli(tmp_path, tiny_tokeni
         "stages": [{"stage": "validate"}, {"stage": "exact_dedup"}, {"stage": "near_dedup"}, {"stage": "pii"},
                    {"stage": "bias_audit"}, {"stage": "token_stats", "max_seq_len": 64},
                    {"stage": "split", "ratios": {"train": 0.8, "test": 0.2}}, {"stage": "contamination"}],
-        "gates": {"min_rows": 1},
+        "gates": {"min_rows": 1, "max_rejected_rate": None},  # 95% of this corpus is bad on purpose
     }
     (tmp_path / "curate.yaml").write_text(json.dumps(config))
     code, lines = run_cli(["curate", str(tmp_path / "curate.yaml")], capsys, monkeypatch)

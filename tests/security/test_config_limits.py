@@ -22,8 +22,7 @@ from tunesmith.config import (
 )
 from tunesmith.curate.config import CurateConfig, GatesConfig
 from tunesmith.curate.stage import STAGES
-from tunesmith.evaluate.config import BootstrapSettings, EvalConfig
-from tunesmith.evaluate.generation import GenerationSettings
+from tunesmith.evaluate.config import BootstrapSettings, EvalConfig, GenerationSettings
 from tunesmith.train.config import LoraSettings, TrainConfig
 
 

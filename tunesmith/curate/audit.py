@@ -1,4 +1,4 @@
-"""`tunesmith audit`: a one-shot audit of one file with default stages, no split and no gates.
+"""`tunesmith audit`: a one-shot audit of one file with default stages and no split (or a curate config's).
 
 The audit folder is built like a curate version: in a work folder, then renamed into place, so it is whole or
 absent. A folder that is already there is replaced only when it is an earlier audit, known by its MARKER file
@@ -22,11 +22,13 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from tunesmith.artifacts import CARD_FILE, DatasetCard, read_card
-from tunesmith.config import ConfigError, problem_text
-from tunesmith.curate.card import fingerprint, write_splits
-from tunesmith.curate.config import DEFAULT_STAGES, CurateConfig, GatesConfig
+from tunesmith.config import ConfigError, problem_text, read_yaml
+from tunesmith.curate.card import check_gates, fingerprint, write_splits
+from tunesmith.curate.config import DEFAULT_STAGES, CurateConfig
 from tunesmith.curate.pipeline import finish_version, read_sources, run_stages
+from tunesmith.curate.preference import card_task, task_verdict
 from tunesmith.errors import OutputExistsError, UsageError
+from tunesmith.fitness import fitness_verdict
 from tunesmith.locks import LOCK_FILE, clear_stale_work, folder_lock
 from tunesmith.provenance import code_record
 
@@ -38,31 +40,46 @@ WORK_PREFIX, OLD_PREFIX = "tmp-", "old-"  # inside the side folder: the audit be
 
 # the config fields audit fills from its arguments, named as the user typed them
 AUDIT_ARGUMENTS = {("sources", 0, "path"): "path", ("sources", 0, "format"): "--format",
-                   ("tokenizer",): "--tokenizer", ("output_dir",): "--out"}
+                   ("sources", 0, "columns"): "--columns", ("tokenizer",): "--tokenizer", ("output_dir",): "--out",
+                   ("stages",): "--stages/--config stages", ("gates",): "--config gates"}
+DEFAULT_TOKENIZER = "smollm2-135m-instruct"
+FROM_CONFIG = ("stages", "gates", "tokenizer", "trust_remote_code")  # what --config lends an audit; the rest is curate's
 
 
-def audit_config(path: Path, out: Path, fmt: str = "auto", tokenizer: str = "smollm2-135m-instruct") -> CurateConfig:
+def audit_config(path: Path, out: Path, fmt: str = "auto", tokenizer: str | None = None, *,
+                 columns: dict[str, str] | None = None, stages: list[str] | None = None,
+                 config_file: Path | None = None) -> CurateConfig:
+    """The curate config an audit runs: default stages and no gates, or the stages and gates of `config_file`;
+    `stages` picks stages by name (with that file's parameters when it has them), validate always first."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "audit"
+    base = {k: v for k, v in read_yaml(config_file).items() if k in FROM_CONFIG} if config_file else {}
+    entries = base.get("stages") or [{"stage": s} for s in AUDIT_STAGES]
+    if stages is not None:
+        by_name = {e.get("stage"): e for e in entries if isinstance(e, dict)}
+        picked = [by_name.get(s, {"stage": s}) for s in stages if s != "validate"]
+        entries = [by_name.get("validate", {"stage": "validate"}), *picked]
     try:
         return CurateConfig(
-            name=name, version=AUDIT_VERSION, output_dir=str(out), tokenizer=tokenizer,
-            sources=[{"path": str(path), "format": fmt}], stages=[{"stage": s} for s in AUDIT_STAGES],
-            gates=GatesConfig(min_rows=None),
+            name=name, version=AUDIT_VERSION, output_dir=str(out), tokenizer=tokenizer or base.get("tokenizer")
+            or DEFAULT_TOKENIZER, trust_remote_code=base.get("trust_remote_code", False),
+            sources=[{"path": str(path), "format": fmt, "columns": columns or {}}], stages=entries,
+            gates=base.get("gates", {"min_rows": None}),
         )
     except ValidationError as err:  # an argument the user gave (a file name that is not UTF-8, a bad --format)
-        problems = [f"{AUDIT_ARGUMENTS.get(item['loc'], '.'.join(map(str, item['loc'])))}: {problem_text(item)}"
+        problems = [f"{AUDIT_ARGUMENTS.get(item['loc'][:3], '.'.join(map(str, item['loc'])))}: {problem_text(item)}"
                     for item in err.errors(include_url=False)]
         raise ConfigError("tunesmith audit: " + "; ".join(problems)) from None
 
 
-def run_audit(path: Path, out: Path, fmt: str = "auto", tokenizer: str = "smollm2-135m-instruct") -> Path:
-    """Write card.json, report.html, the kept rows and rejected/ into `out` (new, empty or an earlier audit)."""
+def run_audit(path: Path, out: Path, fmt: str = "auto", tokenizer: str | None = None, **choices) -> Path:
+    """Write card.json, report.html, the kept rows and rejected/ into `out` (new, empty or an earlier audit).
+    `choices` are audit_config's columns, stages and config_file."""
     out = Path(os.path.abspath(Path(out).expanduser()))
     if not out.name:
         raise UsageError(f"--out {out}: give a folder below the file system root")
     out = out.parent.resolve() / out.name  # symlinked parents are fine; `out` itself must be a real folder
     side = out.parent / f".{out.name}.tunesmith-audit"
-    config = audit_config(Path(path), out, fmt, tokenizer)
+    config = audit_config(Path(path), out, fmt, tokenizer, **choices)
     try:
         if side.is_dir():  # a killed audit may have left the earlier one aside: put it back before anything else
             with folder_lock(side, f"the audit {out}", wait=True):
@@ -172,10 +189,13 @@ def _build(config: CurateConfig, read: tuple, work: Path) -> None:
     examples, sources = read
     examples, stages, tokenizer_record = run_stages(config, examples, work)
     splits = write_splits(examples, work)
+    gates = check_gates(config, stages, splits)  # an audit writes its report either way; the verdict says unfit
+    task = card_task(sources)
+    verdict = task_verdict(fitness_verdict(stages, splits, gates, config.gates.max_rejected_rate), task)
     card = DatasetCard(name=config.name, version=AUDIT_VERSION, fingerprint=fingerprint(config, splits),
                        created_at=datetime.now(timezone.utc), config=config.model_dump(mode="json"),
-                       sources=sources, stages=stages, splits=splits, tokenizer=tokenizer_record, gates=[],
-                       code=code_record())
+                       sources=sources, stages=stages, splits=splits, tokenizer=tokenizer_record, gates=gates,
+                       verdict=verdict, code=code_record(), task=task)
     finish_version(card, work)
     files = sorted(_files_in(work, with_folders=False) or ())
     (work / MARKER).write_text(json.dumps({"tool": "tunesmith audit", "files": files}, indent=1) + "\n",

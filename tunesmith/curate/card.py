@@ -52,30 +52,62 @@ def fingerprint(config: CurateConfig, splits: dict[str, SplitRecord]) -> str:
 
 
 def check_gates(config: CurateConfig, stages: list[StageRecord], splits: dict[str, SplitRecord]) -> list[GateRecord]:
+    """Every set gate, with its value and which rows it measures (train by default, where the gate is about
+    what training gets)."""
     gates, by_name = config.gates, {s.name: s for s in stages}
     rows_in = stages[0].rows_in if stages else 0
-    measured: dict[str, tuple[float | None, float]] = {}
+    train = "train split" if "train" in splits else "all rows (no train split)"
+    measured: dict[str, tuple[float | None, float, str]] = {}
     train_rows = splits["train"].rows if "train" in splits else sum(s.rows for s in splits.values())
-    measured["min_rows"] = (gates.min_rows, train_rows)
+    measured["min_rows"] = (gates.min_rows, train_rows, train)
     dupes = sum(by_name[n].rows_rejected for n in ("exact_dedup", "near_dedup") if n in by_name)
-    measured["max_duplicate_rate"] = (gates.max_duplicate_rate, dupes / rows_in if rows_in else 0.0)
+    measured["max_duplicate_rate"] = (gates.max_duplicate_rate, dupes / rows_in if rows_in else 0.0,
+                                      "all rows read: exact and near duplicates per input row")
     if "pii" in by_name:
-        measured["max_pii_rows"] = (gates.max_pii_rows, by_name["pii"].findings.get("rows_with_pii", 0))
+        measured["max_pii_rows"] = (gates.max_pii_rows, by_name["pii"].findings.get("rows_with_pii", 0),
+                                    "all rows reaching pii (before the split)")
     if "contamination" in by_name:
-        value = by_name["contamination"].findings.get("contaminated_rows", 0)
-        measured["max_contamination_rows"] = (gates.max_contamination_rows, value)
+        found = by_name["contamination"].findings
+        measured["max_contamination_rows"] = (gates.max_contamination_rows, found.get("contaminated_rows", 0),
+                                              "all splits: held-out rows overlapping train, train rows overlapping "
+                                              "eval files")
+        measured["max_contamination_rate"] = (gates.max_contamination_rate, found["contamination_rate"],
+                                              "worst share of an evaluation set (held-out rows, or an eval file's "
+                                              "rows) overlapping train, after the stage's action")
     if "token_stats" in by_name:
-        value = by_name["token_stats"].findings.get("trainable_tokens", {}).get("total", 0)
-        measured["min_trainable_tokens"] = (gates.min_trainable_tokens, value)
+        measured["min_trainable_tokens"] = (gates.min_trainable_tokens, *_train_tokens(stages, splits))
     rejected = sum(s.rows_rejected for s in stages)
-    measured["max_rejected_rate"] = (gates.max_rejected_rate, rejected / rows_in if rows_in else 0.0)
+    measured["max_rejected_rate"] = (gates.max_rejected_rate, rejected / rows_in if rows_in else 0.0,
+                                     "all rows read: rejected by any stage per input row")
     records = []
-    for name, (limit, value) in measured.items():
+    for name, (limit, value, measures) in measured.items():
         if limit is None:
             continue
         passed = value >= limit if name.startswith("min_") else value <= limit
-        records.append(GateRecord(name=name, limit=float(limit), value=round(float(value), 6), passed=passed))
+        records.append(GateRecord(name=name, limit=float(limit), value=round(float(value), 6), passed=passed,
+                                  measures=measures))
     return records
+
+
+def _train_tokens(stages: list[StageRecord], splits: dict[str, SplitRecord]) -> tuple[float, str]:
+    """Trainable tokens of the train split, and what that number covers.
+
+    token_stats runs before the split, so it leaves per-row counts that `split` (and `contamination`, after its
+    drops) sum per split; the last stage that did is the closest to the written files.
+    """
+    counted = [i for i, s in enumerate(stages) if "trainable_tokens_by_split" in s.findings]
+    if not counted:  # no split stage after token_stats: its own total is all the rows it saw
+        total = next(s for s in stages if s.name == "token_stats").findings["trainable_tokens"]["total"]
+        return total, "all rows (no train split)" if "train" not in splits else "all splits (token_stats ran after the split)"
+    last = stages[counted[-1]]
+    by_split = last.findings["trainable_tokens_by_split"]
+    if "train" in splits:
+        value, where = by_split.get("train", 0), "train split"
+    else:
+        value, where = sum(by_split.values()), "all rows (no train split)"
+    if any(s.rows_rejected for s in stages[counted[-1] + 1 :]):
+        where += f" as counted by {last.name} (later stages removed rows, so train may hold fewer)"
+    return value, where
 
 
 def existing_version(dataset_dir: Path, fingerprint_: str) -> Path | None:

@@ -15,16 +15,30 @@ DEFAULT_STAGES = ["validate", "exact_dedup", "near_dedup", "pii", "bias_audit", 
 
 
 class GatesConfig(StrictModel):
-    """Limits that stop a dataset version from being written; unset gates are not checked."""
+    """Limits that stop a dataset version from being written; unset gates are not checked. Each description
+    says what the gate measures; the card's gate records say it too (`measures`)."""
 
     min_rows: int | None = Field(1, ge=0, le=1_000_000_000, description="Fewest rows the training split may have.")
-    max_duplicate_rate: float | None = Field(None, ge=0, le=1, description="Most exact+near duplicates per input row.")
-    max_pii_rows: int | None = Field(None, ge=0, le=1_000_000_000, description="Most rows in which `pii` found something.")
-    max_contamination_rows: int | None = Field(None, ge=0, le=1_000_000_000, description="Most rows flagged by `contamination`.")
-    min_trainable_tokens: int | None = Field(
-        None, ge=0, le=10**15, description="Fewest trainable tokens in total (`token_stats`)."
+    max_duplicate_rate: float | None = Field(
+        None, ge=0, le=1, description="Most exact+near duplicates per input row (all rows read, before the split)."
     )
-    max_rejected_rate: float | None = Field(None, ge=0, le=1, description="Most rejected rows per input row, all stages.")
+    max_pii_rows: int | None = Field(
+        None, ge=0, le=1_000_000_000, description="Most rows in which `pii` found something (all rows, before the split)."
+    )
+    max_contamination_rows: int | None = Field(
+        None, ge=0, le=1_000_000_000, description="Most rows flagged by `contamination`: held-out rows overlapping "
+        "training, plus training rows overlapping `eval_files` (all splits)."
+    )
+    max_contamination_rate: float | None = Field(
+        0.05, ge=0, le=1, description="Most share of an evaluation set found in training: held-out (validation + test) "
+        "rows overlapping a training row, per held-out row, and for each `eval_files` file its rows that a training "
+        "row overlaps, per file row; the worst of these is gated. Rows removed by `action: drop` no longer count."
+    )
+    min_trainable_tokens: int | None = Field(
+        None, ge=0, le=10**15, description="Fewest trainable tokens in the training split (`token_stats` per-row "
+        "counts summed over the rows the split put in train; all rows when nothing was split)."
+    )
+    max_rejected_rate: float | None = Field(0.5, ge=0, le=1, description="Most rejected rows per input row, all stages.")
 
 
 class CurateConfig(StrictModel):

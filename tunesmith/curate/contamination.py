@@ -2,11 +2,14 @@
 
 Evaluation rows (validation/test) that repeat a training prompt, or share an n-gram with a training row,
 leak the answer into training; so do training rows that overlap a user's own evaluation file. Each
-flagged pair is listed with the shared span as evidence; `action: drop` removes the leaking rows.
+flagged pair is listed with the shared span as evidence; `action: drop` removes the leaking rows. The share of
+each evaluation set found in training is recorded and warned about above `warn_rate`; the gate
+`max_contamination_rate` reads `contamination_rate`, the worst share left in the written version.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,7 +22,10 @@ from tunesmith.curate import minhash
 from tunesmith.curate.dedup import field_text, normalise
 from tunesmith.curate.record import Example
 from tunesmith.curate.sources import SourceConfig, read_source
+from tunesmith.curate.split import record_trainable_tokens
 from tunesmith.curate.stage import Stage, StageContext, register_stage
+
+log = logging.getLogger(__name__)
 
 
 class Contamination(Stage):
@@ -46,20 +52,50 @@ class Contamination(Stage):
             10, ge=1, le=1_000_000_000, description="An n-gram found in more reference rows than this is shared boilerplate "
             "(templates, fixed instructions), not leakage, and is ignored (as GPT-3's decontamination did).",
         )
+        warn_rate: float = Field(
+            0.01, ge=0, le=1, description="Warn when more than this share of an evaluation set overlaps training: "
+            "of the held-out (validation + test) rows, or of an `eval_files` file's rows."
+        )
 
     def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
         is_train = np.array([ex.split in (self.config.train_split, None) for ex in examples], dtype=bool)
         everything = _Side.of(examples, self.config.ngram, ctx.extra.get("word_cache"))  # shingle every row once, then take subsets
         train, held_out = everything.subset(is_train), everything.subset(~is_train)
         pairs = self._overlaps(held_out, train, "test_vs_train")
+        rates = {"held_out": _rate(len(held_out.rows), len(pairs))}
         for path in self.config.eval_files:
             eval_side = _Side.of(self._read_eval(path), self.config.ngram)
-            pairs += self._overlaps(train, eval_side, "train_vs_eval_file")
+            found = self._overlaps(train, eval_side, "train_vs_eval_file")
+            rates[f"eval_file:{path}"] = _rate(len(eval_side.rows), len({p["b"] for p in found}))
+            pairs += found
         ctx.finding("ngram", self.config.ngram)
         ctx.finding("contaminated_rows", len({p["a"] for p in pairs}))
         ctx.finding("pairs", pairs[: self.config.max_pairs_recorded])
-        if self.config.action == "report":
-            return examples
+        self._record_rates(rates, ctx)
+        out = examples if self.config.action == "report" else self._drop(examples, pairs, ctx)
+        record_trainable_tokens(out, ctx)  # after a drop, train may hold fewer tokens than the split counted
+        return out
+
+    def _record_rates(self, rates: dict[str, dict], ctx: StageContext) -> None:
+        """The share of each evaluation set found in training, its warnings, and the worst share left after the
+        action (what the `max_contamination_rate` gate reads: `drop` removes the leaking rows)."""
+        dropped = self.config.action == "drop"
+        ctx.finding("rates", rates)
+        ctx.finding("contamination_rate", 0.0 if dropped else max((r["rate"] for r in rates.values()), default=0.0))
+        warnings = []
+        for name, r in rates.items():
+            if r["rate"] <= self.config.warn_rate:
+                continue
+            what = "held-out (validation + test) rows" if name == "held_out" else f"rows of {name.split(':', 1)[1]}"
+            then = ("they were dropped (`action: drop`)" if dropped else "scores on them measure memory, not skill; "
+                    "set `action: drop`, or keep related rows together with `group_by`")
+            warnings.append(f"{r['contaminated']} of {r['rows']} {what} ({r['rate']:.1%}) overlap training rows "
+                            f"(same prompt or {self.config.ngram}-word overlap): {then}")
+        ctx.finding("warnings", warnings)
+        for warning in warnings:
+            log.warning("contamination: %s", warning)
+
+    def _drop(self, examples: list[Example], pairs: list[dict], ctx: StageContext) -> list[Example]:
         out = []
         reason_of = {p["a"]: p for p in reversed(pairs)}
         for example in examples:
@@ -122,6 +158,10 @@ class Contamination(Stage):
     def _pair(a: Example, b: Example, kind: str, span: str, direction: str) -> dict:
         return {"a": a.id, "a_split": a.split, "b": b.id, "b_split": b.split, "kind": kind,
                 "direction": direction, "span": span[:300]}
+
+
+def _rate(rows: int, contaminated: int) -> dict:
+    return {"rows": rows, "contaminated": contaminated, "rate": round(contaminated / rows, 4) if rows else 0.0}
 
 
 _FILTER_BITS = 1 << 24  # 2 MB of flags: fits in cache, so probing millions of keys stays cheap

@@ -1,13 +1,16 @@
-"""Word n-gram hashing, MinHash signatures and LSH banding on arrays: the engine of near_dedup and contamination.
+"""Word and character n-gram hashing and MinHash signatures on arrays: the engine of near_dedup and contamination.
 
 No per-row Python loop on the hot path: pyarrow splits and dictionary-encodes the words of all rows at
-once, n-gram hashes come from prefix sums, signatures are minimum reductions over cache-sized blocks,
-and LSH buckets come from one sort per band. Only the few candidate pairs are compared as sets.
+once, n-gram hashes come from prefix sums, and signatures are minimum reductions over cache-sized blocks
+of a 61-bit Mersenne-prime hash family. LSH banding lives in lsh.py (re-exported here). Only the few
+candidate pairs are compared as sets.
 """
 
 from __future__ import annotations
 
+import os
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,10 +18,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+# banding and candidate checks live in lsh.py; near_dedup and older callers reach them through this module
+from tunesmith.curate.lsh import (  # noqa: F401
+    band_buckets,
+    band_keys,
+    candidate_pairs,
+    estimated_jaccard,
+    exact_jaccard,
+    optimal_bands,
+)
+
 _BASE = np.uint64(0xFF51AFD7ED558CCD)  # odd, so invertible mod 2^64
 _BASE_INVERSE = np.uint64(pow(0xFF51AFD7ED558CCD, -1, 2**64))
-SHINGLES_PER_CHUNK = 8192  # a chunk's 8192 x 128 hashes stay in cache
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,16 @@ def words(text: str) -> list[str]:
     return text.translate(_TO_SPACES).lower().split()
 
 
+def nfkc(text: str) -> str:
+    """NFKC form (full-width letters, ligatures, compatibility digits made plain); ASCII is already NFKC."""
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
+
+
+def fold_text(text: str) -> str:
+    """The text-dedup normal form: NFKC, lower case, punctuation and symbols blanked, whitespace runs one space."""
+    return " ".join(nfkc(text).translate(_TO_SPACES).lower().split())
+
+
 @dataclass(frozen=True)
 class Words:
     """The word hashes of many texts, flat, with offsets: text i has hashes[offsets[i]:offsets[i + 1]]."""
@@ -52,21 +73,26 @@ class Words:
         return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
 
 
-def text_words(texts: list[str]) -> Words:
-    """Hash the words of every text at once.
+def text_words(texts: list[str], fold: bool = True) -> Words:
+    """Hash the words of every text at once (fold=False: words are whitespace runs, case and punctuation kept).
 
     One big string with a row-break word between texts is far cheaper to hand to pyarrow than many
     strings. The break is "|": punctuation is blanked before joining, so no word of a text can be "|".
+    Unfolded texts use NUL instead, read as a space inside a text.
     """
-    joined = " | ".join(text.translate(_TO_SPACES) for text in texts).lower()
+    if fold:
+        joined, row_break = " | ".join(text.translate(_TO_SPACES) for text in texts).lower(), _ROW_BREAK
+    else:
+        joined, row_break = " \0 ".join(text.replace("\0", " ") for text in texts), "\0"
     split = pc.ascii_split_whitespace if joined.isascii() else pc.utf8_split_whitespace
     all_words = pc.list_flatten(split(pa.array([joined], type=pa.large_string())))
-    is_break = pc.equal(all_words, _ROW_BREAK).to_numpy(zero_copy_only=False)
+    is_break = pc.equal(all_words, row_break).to_numpy(zero_copy_only=False)
     keep = ~is_break & pc.not_equal(all_words, "").to_numpy(zero_copy_only=False)  # trailing space: ""
     row_of = np.cumsum(is_break)[keep]
     encoded = pc.dictionary_encode(all_words.filter(pa.array(keep)))
     vocab = encoded.dictionary.to_pylist()
-    vocab_hash = np.fromiter((xxhash.xxh64_intdigest(w.encode()) for w in vocab), np.uint64, count=len(vocab))
+    vocab_hash = np.fromiter((xxhash.xxh64_intdigest(w.encode("utf-8", "surrogatepass")) for w in vocab), np.uint64,
+                             count=len(vocab))
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(np.bincount(row_of, minlength=len(texts)), out=offsets[1:])
     return Words(vocab_hash[encoded.indices.to_numpy()], offsets)
@@ -102,10 +128,33 @@ class WordCache:
         return Words(pool[gather], offsets)
 
 
-def word_shingles(texts: list[str], ngram: int, cache: WordCache | None = None) -> Shingles:
-    """Hash every word n-gram of every text; a text shorter than `ngram` words gives one shingle."""
-    words = cache.words(texts) if cache is not None else text_words(texts)
+def word_shingles(texts: list[str], ngram: int, cache: WordCache | None = None, fold: bool = True) -> Shingles:
+    """Hash every word n-gram of every text; a text shorter than `ngram` words gives one shingle.
+
+    The cache holds folded words, so it serves only fold=True.
+    """
+    words = cache.words(texts) if cache is not None and fold else text_words(texts, fold)
     return _ngram_hashes(words.hashes, words.row_of(), ngram)
+
+
+def char_shingles(texts: list[str], ngram: int) -> Shingles:
+    """Hash every character n-gram of every text as given (fold it first); a shorter text gives one shingle.
+
+    For scripts written without spaces (Chinese, Japanese, Thai), where a whole clause is one "word".
+    """
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    row_of = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+    return _ngram_hashes(_mix64(codes.astype(np.uint64)), row_of, ngram)
+
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: code points are small and close together, the n-gram polynomial wants random words."""
+    with np.errstate(over="ignore"):
+        z = values + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def _ngram_hashes(word_hash: np.ndarray, row_of: np.ndarray, ngram: int) -> Shingles:
@@ -163,14 +212,91 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWER_CACHE[0], _POWER_CACHE[1]
 
 
+MERSENNE = (1 << 61) - 1
+_P = np.uint64(MERSENNE)
+_LOW32, _LOW31 = np.uint64(0xFFFFFFFF), np.uint64(0x7FFFFFFF)
+_30, _31, _61 = np.uint64(30), np.uint64(31), np.uint64(61)
+SHINGLES_PER_BLOCK = 512  # 3 blocks of 128 x 512 uint64 stay in cache; measured faster than 2048 or 8192
+
+
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded parameters of h(x) = (a*x + b) mod (2^61 - 1): a in [1, p), b in [0, p), as datasketch draws them."""
     rng = np.random.default_rng(seed)
-    a = rng.integers(1, 2**32, size=num_perm, dtype=np.uint64).astype(np.uint32) | np.uint32(1)  # odd
-    b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint64).astype(np.uint32)
+    a = rng.integers(1, MERSENNE, size=num_perm, dtype=np.uint64)
+    b = rng.integers(0, MERSENNE, size=num_perm, dtype=np.uint64)
     return a, b
 
 
-def _chunks(row_of: np.ndarray, size: int) -> list[tuple[int, int]]:
+def shingle_keys(hashes: np.ndarray) -> np.ndarray:
+    """The 32-bit x that the hash family permutes: the two halves of a 64-bit shingle hash folded together."""
+    return (hashes >> np.uint64(32)) ^ (hashes & _LOW32)
+
+
+def mersenne_hash(x: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(a*x + b) mod (2^61 - 1) exactly, for x < 2^32 (shape 1 x m) and a, b < 2^61 (shape k x 1): k x m uint64.
+
+    a*x needs 93 bits, so a is split as a_hi*2^31 + a_lo: a_lo*x < 2^63 and a_hi*x < 2^62 both fit, and
+    multiplying by 2^31 modulo 2^61 - 1 is a 61-bit rotation, so the sum stays below 2^64. (datasketch and
+    datatrove multiply a*x in uint64 and let it wrap mod 2^64 before taking mod p: a different function.)
+    `out` (3 x k x m, reused across calls) saves the page faults of fresh temporaries.
+    """
+    shape = (a.shape[0], x.shape[1])
+    r, hi, t = np.empty((3, *shape), dtype=np.uint64) if out is None else out[:, :, : shape[1]]
+    np.multiply(a & _LOW31, x, out=r)
+    r += b
+    np.multiply(a >> _31, x, out=hi)
+    np.right_shift(hi, _30, out=t)
+    r += t
+    hi <<= _31
+    hi &= _P
+    r += hi  # < 2^63 + 2^62 + 2^32
+    np.right_shift(r, _61, out=t)
+    r &= _P
+    r += t  # r mod p, or r mod p + p when that is below 8
+    np.subtract(r, _P, out=t)  # wraps to a huge value where r < p
+    np.minimum(r, t, out=r)
+    return r
+
+
+def signatures(shingles: Shingles, num_rows: int, num_perm: int, seed: int = 1, workers: int | None = None) -> np.ndarray:
+    """MinHash signatures (num_rows x num_perm, uint32): per permutation, the minimum of the 61-bit hash family
+    over a row's shingles, stored as its low 32 bits (as datasketch stores 32-bit values; two different minima
+    agree by chance with probability 2^-32). Rows without shingles keep all-max values.
+
+    The blocks are spread over threads (numpy releases the GIL), each thread owning whole rows.
+    """
+    a, b = permutations(num_perm, seed)
+    x = shingle_keys(shingles.hashes)
+    sig = np.full((num_rows, num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    workers = workers or min(os.cpu_count() or 1, 8)
+    parts = _row_ranges(shingles.row_of, max(len(x) // workers + 1, 64 * SHINGLES_PER_BLOCK))
+    args = (sig, x, shingles.row_of, a[:, None], b[:, None])
+    if len(parts) == 1:
+        _fill(*args, *parts[0])
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda part: _fill(*args, *part), parts))
+    return sig
+
+
+def _fill(sig, x, row_of, a, b, lo: int, hi: int) -> None:
+    """Signatures of the rows whose shingles are x[lo:hi]; blocks may cut a row, so minima merge into `best`."""
+    first_row = int(row_of[lo])
+    best = np.full((int(row_of[hi - 1]) - first_row + 1, a.shape[0]), np.uint64(2**64 - 1))
+    scratch = np.empty((3, a.shape[0], SHINGLES_PER_BLOCK), dtype=np.uint64)
+    for start in range(lo, hi, SHINGLES_PER_BLOCK):
+        stop = min(start + SHINGLES_PER_BLOCK, hi)
+        hv = mersenne_hash(x[None, start:stop], a, b, scratch)  # permutation-major: each minimum reads contiguous memory
+        rows = row_of[start:stop] - first_row
+        firsts = np.concatenate([[0], np.flatnonzero(np.diff(rows)) + 1])
+        at = rows[firsts]
+        best[at] = np.minimum(best[at], np.minimum.reduceat(hv, firsts, axis=1).T)
+    rows = row_of[lo:hi]
+    present = rows[np.concatenate([[True], rows[1:] != rows[:-1]])]
+    sig[present] = (best[present - first_row] & _LOW32).astype(np.uint32)
+
+
+def _row_ranges(row_of: np.ndarray, size: int) -> list[tuple[int, int]]:
     """Shingle ranges of about `size`, cut at row boundaries so each row's shingles stay together."""
     bounds, start, total = [], 0, len(row_of)
     while start < total:
@@ -182,111 +308,3 @@ def _chunks(row_of: np.ndarray, size: int) -> list[tuple[int, int]]:
         bounds.append((start, stop))
         start = stop
     return bounds
-
-
-def signatures(shingles: Shingles, num_rows: int, num_perm: int, seed: int = 1) -> np.ndarray:
-    """MinHash signatures (num_rows x num_perm, uint32); rows without shingles keep all-max values.
-
-    Each permutation is x -> a*x + b (mod 2^32) with odd a, a bijection of the 32-bit shingle hashes that
-    xxhash and the n-gram polynomial already mixed (unbiased against true Jaccard: sd 0.041 at 128
-    permutations on 2,000 pairs). near_dedup's verdict uses the exact Jaccard; signatures pick candidates.
-    """
-    a, b = permutations(num_perm, seed)
-    x = (shingles.hashes >> np.uint64(32)).astype(np.uint32) ^ shingles.hashes.astype(np.uint32)
-    sig = np.full((num_rows, num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
-
-    for lo, hi in _chunks(shingles.row_of, SHINGLES_PER_CHUNK):
-        # permutation-major layout: each row's minimum is a reduction over contiguous memory,
-        # 6x faster than reducing down the columns of a shingle-major block
-        hv = a[:, None] * x[None, lo:hi]
-        hv += b[:, None]
-        rows = shingles.row_of[lo:hi]
-        firsts = np.concatenate([[0], np.flatnonzero(np.diff(rows)) + 1])
-        sig[rows[firsts]] = np.minimum.reduceat(hv, firsts, axis=1).T
-    return sig
-
-
-def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.05) -> tuple[int, int]:
-    """Bands x rows minimising weighted false-positive and false-negative mass (datasketch weighs them 0.5/0.5).
-
-    Candidates are verified against the threshold afterwards, so a false positive costs one comparison
-    while a false negative loses a duplicate: the default weighting leans towards recall.
-    """
-    grid = np.linspace(0.0, 1.0, 201)
-    best, best_err = (1, num_perm), float("inf")
-    for bands in range(1, num_perm + 1):
-        rows = num_perm // bands
-        prob = 1.0 - (1.0 - grid**rows) ** bands
-        below, above = grid <= threshold, grid >= threshold
-        false_pos = np.trapezoid(prob[below], grid[below])
-        false_neg = np.trapezoid(1.0 - prob[above], grid[above])
-        err = fp_weight * false_pos + (1 - fp_weight) * false_neg
-        if err < best_err:
-            best, best_err = (bands, rows), err
-    return best
-
-
-def candidate_pairs(sig: np.ndarray, bands: int, rows: int, valid: np.ndarray, max_bucket: int = 32) -> np.ndarray:
-    """Row pairs (i < j) sharing at least one LSH band bucket; big buckets contribute star pairs only."""
-    pairs = []
-    index = np.flatnonzero(valid)
-    for band in range(bands):
-        block = np.ascontiguousarray(sig[index, band * rows : (band + 1) * rows])
-        keys = band_keys(block)
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        run_start = np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])
-        run_id = np.cumsum(run_start) - 1
-        first = np.flatnonzero(run_start)
-        sizes = np.diff(np.concatenate([first, [len(order)]]))
-        in_multi = sizes[run_id] > 1
-        if not in_multi.any():
-            continue
-        members = order[in_multi]
-        anchors = order[first[run_id[in_multi]]]
-        star = members != anchors
-        pairs.append(np.stack([anchors[star], members[star]], axis=1))
-        for run in np.flatnonzero((sizes > 2) & (sizes <= max_bucket)):
-            # star pairs already link the anchor to every member; add the member-member pairs
-            sub = order[first[run] + 1 : first[run] + sizes[run]]
-            si, sj = np.triu_indices(len(sub), k=1)
-            pairs.append(np.stack([sub[si], sub[sj]], axis=1))
-    if not pairs:
-        return np.zeros((0, 2), dtype=np.int64)
-    found = index[np.concatenate(pairs)]
-    found.sort(axis=1)
-    return np.unique(found, axis=0)
-
-
-def band_keys(block: np.ndarray) -> np.ndarray:
-    """One 64-bit hash per row of a 2-D uint32 block (the band key)."""
-    mixed = np.zeros(block.shape[0], dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for col in range(block.shape[1]):
-            mixed = (mixed ^ block[:, col].astype(np.uint64)) * _MIX
-            mixed ^= mixed >> np.uint64(29)
-    return mixed
-
-
-def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    if len(pairs) == 0:
-        return np.zeros(0)
-    return (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(axis=1)
-
-
-def exact_jaccard(shingles: Shingles, pairs: np.ndarray) -> np.ndarray:
-    """True Jaccard similarity of the shingle sets of each row pair (for the few LSH candidates)."""
-    bounds = np.searchsorted(shingles.row_of, np.arange(shingles.row_of.max() + 2 if len(shingles.row_of) else 1))
-    cache: dict[int, set] = {}
-
-    def shingle_set(row: int) -> set:
-        if row not in cache:
-            cache[row] = set(shingles.hashes[bounds[row] : bounds[row + 1]].tolist())
-        return cache[row]
-
-    out = np.zeros(len(pairs))
-    for k, (a, b) in enumerate(pairs.tolist()):
-        left, right = shingle_set(a), shingle_set(b)
-        union = len(left | right)
-        out[k] = len(left & right) / union if union else 0.0
-    return out

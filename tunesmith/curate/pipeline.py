@@ -33,11 +33,13 @@ from tunesmith.curate.card import (
 )
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.minhash import WordCache
+from tunesmith.curate.preference import card_task, task_verdict
 from tunesmith.curate.record import Example
 from tunesmith.curate.reuse import reuse_version
 from tunesmith.curate.sources import read_source
 from tunesmith.curate.stage import StageContext, build_stage
 from tunesmith.errors import OutputExistsError, TunesmithError
+from tunesmith.fitness import fitness_verdict
 from tunesmith.locks import clear_stale_work, folder_lock
 from tunesmith.provenance import code_record
 
@@ -49,10 +51,10 @@ WORK_PREFIX = ".tmp-"  # a version being built; the rename to <version>/ makes i
 class GateFailure(TunesmithError, RuntimeError):
     """One or more quality gates failed; no card was written."""
 
-    def __init__(self, gates: list[GateRecord], kept_at: Path):
+    def __init__(self, gates: list[GateRecord], kept_at: Path, verdict: dict | None = None):
         failed = [g for g in gates if not g.passed]
         super().__init__(f"{len(failed)} quality gate(s) failed; rejected rows kept for inspection in {kept_at}")
-        self.gates, self.kept_at = gates, kept_at
+        self.gates, self.kept_at, self.verdict = gates, kept_at, verdict
 
 
 @dataclass
@@ -182,6 +184,7 @@ def _curate_in(config: CurateConfig, dataset_dir: Path, work: Path, progress,
     work.chmod(0o755)  # mkdtemp makes 0700; a dataset version is meant to be shared
     try:
         examples, sources = read_sources(config)
+        task = card_task(sources)  # one task per card; a mix of preference and SFT sources is refused here
         # the rows live for the whole run: take them out of the cyclic GC's scans (they hold no cycles)
         gc.freeze()
         examples, stages, tokenizer_record = run_stages(config, examples, work, progress)
@@ -194,11 +197,12 @@ def _curate_in(config: CurateConfig, dataset_dir: Path, work: Path, progress,
                 raise read_only  # no identical version to hand out, and nowhere to write one
             return _reuse(same, build, work, read_only)
         gates = check_gates(config, stages, splits)
+        verdict = task_verdict(fitness_verdict(stages, splits, gates, config.gates.max_rejected_rate), task)
         if not all(g.passed for g in gates):
             failed_dir = dataset_dir / f"failed-{fp[:12]}"
             shutil.rmtree(failed_dir, ignore_errors=True)
             work.rename(failed_dir)
-            raise GateFailure(gates, failed_dir)
+            raise GateFailure(gates, failed_dir, verdict)
         same = existing_version(dataset_dir, fp)
         if same is not None:
             return _reuse(same, build, work, read_only)
@@ -208,7 +212,8 @@ def _curate_in(config: CurateConfig, dataset_dir: Path, work: Path, progress,
             raise OutputExistsError(f"{target} already holds a different version; choose another `version`")
         card = DatasetCard(name=config.name, version=version, fingerprint=fp, created_at=datetime.now(timezone.utc),
                            config=config.model_dump(mode="json"), sources=sources, stages=stages, splits=splits,
-                           tokenizer=tokenizer_record, gates=gates, code=code_record())
+                           tokenizer=tokenizer_record, gates=gates, code=code_record(), task=task,
+                           verdict=verdict)
         finish_version(card, work)
         work.rename(target)
         return CurateResult(card, target, reused=False)

@@ -13,6 +13,7 @@ import datetime
 import decimal
 import io
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tunesmith.errors import UsageError
 # UTF-32 first: its little-endian mark starts like UTF-16's
 _WIDE_BOMS = [(codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"),
               (codecs.BOM_UTF16_BE, "UTF-16")]
+log = logging.getLogger(__name__)
 JSON_COLUMNS = ("messages", "conversations")  # CSV cells holding a conversation as a JSON array
 NOT_UTF8 = "not_utf8_bytes"  # key of the stand-in for binary values that are not UTF-8 text
 
@@ -106,7 +108,14 @@ def parse_json(path: Path, name: str) -> list[Example]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SourceError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+        if err.msg != "Extra data":
+            raise SourceError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+        if _json_lines(text, err):
+            log.info("%s: the .json file holds one JSON object per line; reading it as JSON Lines", path)
+            return parse_jsonl(path, name)
+        raise SourceError(f"{path}: the file holds more than one JSON value (the second starts at line {err.lineno}, "
+                          f"column {err.colno}); save the rows as one JSON array, or one object per line as "
+                          ".jsonl") from None
     except (ValueError, RecursionError) as err:
         raise SourceError(f"{path}: unreadable JSON: {_unreadable(err)}") from None
     if isinstance(value, dict):
@@ -125,6 +134,12 @@ def parse_json(path: Path, name: str) -> list[Example]:
             detail = f"row {row} is a JSON {_json_type(item)}, expected an object with the row's fields"
             examples.append(_bad(name, str(path), row, None, "not_an_object", detail, json.dumps(item)))
     return examples
+
+
+def _json_lines(text: str, err: json.JSONDecodeError) -> bool:
+    """A JSON Lines file saved as .json: an object filling the first line, then more (json.loads: "Extra data")."""
+    first = text.lstrip()
+    return first.startswith("{") and "\n" not in text[len(text) - len(first) : err.pos].rstrip()
 
 
 def _csv_header(path: Path, reader) -> list[str]:

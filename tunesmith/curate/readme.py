@@ -19,6 +19,7 @@ from tunesmith.artifact_io import atomic_write_text
 from tunesmith.artifacts import DatasetCard as Card
 
 NEEDS_INPUT = "**NEEDS INPUT** — only the dataset's authors can answer this."
+REVIEW_SHOWN = 10  # review items listed per stage; card.json and the report hold the rest
 
 # a line break inside a value would end the paragraph, list item or table row it sits in, and the next line
 # could open a heading; other control characters are shown escaped too
@@ -70,7 +71,44 @@ def _stage_lines(card: Card) -> list[str]:
                 for w in s.findings["warnings"]]
     if warnings:
         lines += ["", "Warnings:", ""] + [f"- {code(stage)}: {text(warning)}" for stage, warning in warnings]
+    return lines + _review_lines(card) + _profile_lines(card)
+
+
+def _review_lines(card: Card) -> list[str]:
+    """The first review items of each stage: what was found, where, and the span that triggered it."""
+    lines = []
+    for s in card.stages:
+        items = [i for i in s.findings.get("review") or [] if isinstance(i, dict)]
+        total = s.findings.get("review_total", len(items))
+        for item in items[:REVIEW_SHOWN]:
+            field = f" ({text(item['field'])})" if item.get("field") else ""
+            lines.append(f"- {code(s.name)} {code(item.get('kind', '?'))} at {code(item.get('where') or '?')}{field}: "
+                         f"{code(str(item.get('text', ''))[:200])} — {text(item.get('detail', ''))}")
+        if isinstance(total, int) and total > min(len(items), REVIEW_SHOWN):
+            lines.append(f"- {code(s.name)}: {total - min(len(items), REVIEW_SHOWN)} more in `card.json` and the report")
+    return ["", "Review items (for a person to look at):", "", *lines] if lines else []
+
+
+def _profile_lines(card: Card) -> list[str]:
+    """validate's column profile: how varied each raw field and role of the kept rows is."""
+    stage = card.stage("validate")
+    profile = stage.findings.get("profile") if stage else None
+    if not isinstance(profile, dict):
+        return []
+    lines = ["", "Column profile of the kept rows:", "", "| column | rows | distinct ratio | top value share | top value |",
+             "|---|---:|---:|---:|---|"]
+    for kind in ("fields", "roles"):
+        for name, summary in (profile.get(kind) or {}).items():
+            if isinstance(summary, dict) and summary.get("rows"):
+                top = summary.get("top_value")
+                lines.append(f"| {text(name)} ({kind[:-1]}) | {_number(summary['rows'])} "
+                             f"| {_number(summary.get('distinct_ratio'))} | {_number(summary.get('top_share'))} "
+                             f"| {code(top) if top is not None else '–'} |")
     return lines
+
+
+def _number(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else text(value)
 
 
 def _composition(card: Card) -> list[str]:
@@ -85,6 +123,10 @@ def _composition(card: Card) -> list[str]:
         lines.append(f"- Rows with personal information found by `pii`: "
                      f"{text(findings['pii'].get('rows_with_pii', 0))} "
                      f"(action: {text(findings['pii'].get('action', 'report'))})")
+    ignored = findings.get("validate", {}).get("ignored_columns")
+    if isinstance(ignored, dict) and ignored:
+        shown = ", ".join(f"{code(k)} ({text(v)} rows)" for k, v in ignored.items())
+        lines.append(f"- Columns not read (ignored): {shown}; `keep_columns` on a source keeps them")
     tokens = findings.get("token_stats", {}).get("length")
     if tokens:
         lines.append(f"- Tokens per row ({code(card.tokenizer.name) if card.tokenizer else '?'}): "
@@ -114,6 +156,7 @@ def render_readme(card: Card) -> str:
         f"# {text(card.name)} ({text(card.version)})", "",
         f"Curated by tunesmith {text(card.code.package_version)}; fingerprint {code(card.fingerprint)}; "
         f"created {card.created_at.isoformat()}. The machine-readable record is `card.json`.", "",
+        *([f"**Fitness:** {text(card.verdict['sentence'])}", ""] if (card.verdict or {}).get("sentence") else []),
         "## Motivation", "", NEEDS_INPUT + " Why was the dataset created, for which task, and by whom?", "",
         "## Composition", "", *_composition(card), "",
         "## Collection process", "", *sources, "", "Consent and collection: " + NEEDS_INPUT, "",

@@ -11,12 +11,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 
 
 class Message(NamedTuple):
+    """One turn. Tool use: an assistant turn may carry `tool_calls` (OpenAI's JSON list, its content may then be
+    ""), a `tool` turn answers one call (`tool_call_id`, `name`). Rebuild with `m._replace(content=...)`, which
+    keeps these fields; `Message(role, content)` stays the plain turn."""
+
     role: str
     content: str
+    tool_calls: Any = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls is not None:
+            out["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
 
 
 @dataclass(slots=True)
@@ -36,6 +53,10 @@ class Example:
     raw: str | None = None  # the raw text of a row that could not be parsed
     split: str | None = None
     group: str | None = None  # rows sharing a group never straddle splits (near-dup clusters)
+    # preference rows: `messages` is the prompt plus the chosen answer, `rejected` the rejected answer's turns
+    rejected: tuple[Message, ...] = ()
+    label: bool | None = None  # KTO rows: whether the answer in `messages` is desirable
+    tools: Any = None  # the row's tool definitions (a JSON list), kept with it for chat templates that render tools
 
     def replace(self, **changes: Any) -> Example:
         """A copy with some fields changed (the record's own, faster dataclasses.replace)."""
@@ -61,7 +82,7 @@ class Example:
         """The row as written to split files: chat messages plus provenance."""
         out: dict[str, Any] = {
             "id": self.id,
-            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "messages": [m.to_json() for m in self.messages],
             "source": self.source,
             "row": self.row,
         }
@@ -71,6 +92,12 @@ class Example:
             out["meta"] = self.meta
         if self.group is not None:
             out["group"] = self.group
+        if self.rejected:
+            out["rejected"] = [m.to_json() for m in self.rejected]
+        if self.label is not None:
+            out["label"] = self.label
+        if self.tools is not None:
+            out["tools"] = self.tools
         return out
 
     def to_rejected_json(self) -> dict[str, Any]:

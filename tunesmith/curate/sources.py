@@ -19,21 +19,27 @@ from pydantic import Field, ValidationInfo, field_validator
 from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import SourceRecord
 from tunesmith.config import StrictModel, home_path
+from tunesmith.curate.preference import PREFERENCE_FORMATS, PREFERENCE_KEYS
 from tunesmith.curate.readers import SourceError, parse_csv, parse_json, parse_jsonl, read_hub, read_parquet
 from tunesmith.curate.record import Example
 
 log = logging.getLogger(__name__)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
-FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt")
+SFT_FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt", "text")
+FORMATS = (*SFT_FORMATS, *PREFERENCE_FORMATS)
 FILE_TYPES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-# keys that identify each format, most specific first
+# keys that identify each format, most specific first: a preference row may also hold `prompt` or `conversations`,
+# and `text` often rides along with a row's real turns, so it comes last
 FORMAT_KEYS: list[tuple[str, set[str]]] = [
+    *PREFERENCE_KEYS,
     ("messages", {"messages"}),
     ("sharegpt", {"conversations"}),
     ("alpaca", {"instruction", "output"}),
+    ("alpaca", {"instruction", "response"}),  # Dolly: instruction, context, response
     ("prompt_completion", {"prompt", "completion"}),
     ("prompt_completion", {"prompt", "response"}),
+    ("text", {"text"}),
 ]
 
 
@@ -43,8 +49,9 @@ class SourceConfig(StrictModel):
     type: Literal["auto", "jsonl", "json", "csv", "parquet", "hub"] = Field(
         "auto", description="How to read the source; auto goes by the file extension."
     )
-    format: Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt"] = Field(
-        "auto", description="Row format; auto detects it from the column names."
+    format: Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text", "preference",
+                    "preference_sharegpt", "kto"] = Field(
+        "auto", description="Row format; auto detects it from the column names (preference and kto rows first)."
     )
     columns: dict[str, str] = Field(
         default_factory=dict, description="Rename input columns to the format's names, e.g. {question: prompt}."
@@ -52,7 +59,8 @@ class SourceConfig(StrictModel):
     hub_split: str = Field("train", description="Split to read from a hub dataset.")
     revision: str | None = Field(None, description="Revision (commit or tag) of a hub dataset.")
     keep_columns: list[str] = Field(
-        default_factory=list, description="Extra columns carried on each row (e.g. for `split.stratify`)."
+        default_factory=list, description="Extra columns carried on each row as `meta` in the split files (e.g. for "
+        "`split.stratify`); every other column the format does not read is listed as ignored."
     )
 
     @field_validator("path", "name")
@@ -109,7 +117,8 @@ def detect_format(rows: list[dict[str, Any]], path: str) -> str:
         seen = sorted({k for row in rows[:20] for k in row})
         raise SourceError(
             f"{path}: cannot detect the format from columns {seen}; expected one of "
-            "messages | conversations | instruction+output | prompt+completion. "
+            "messages | conversations | instruction+output (or +response) | prompt+completion | prompt+chosen+rejected "
+            "| prompt+completion+label | text. "
             "Set `format:` and `columns:` on the source."
         )
     return max(votes, key=votes.get)

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, ValidationInfo, field_validator
 
 from tunesmith.config import StrictModel, home_path
-from tunesmith.evaluate.generation import GenerationSettings
 from tunesmith.evaluate.metrics import parse_metric_names
+
+
+class GenerationSettings(StrictModel):
+    """How answers are generated for evaluation; recorded with the results."""
+
+    max_new_tokens: int = Field(
+        128, ge=1, le=131_072, description="Most tokens generated per answer (the end of turn included; at most 131,072)."
+    )
+    batch_size: int = Field(
+        16, ge=1, le=65_536, description="Prompts per generate call; prompts of similar length share one (at most 65,536)."
+    )
+    do_sample: Literal[False] = Field(
+        False, description="Always greedy (no sampling), so answers are reproducible and comparable across models."
+    )
+    stop: Literal["end_of_turn"] = Field(
+        "end_of_turn", description="An answer ends at the chat template's end-of-turn token (or the tokenizer's eos)."
+    )
 
 
 class BootstrapSettings(StrictModel):

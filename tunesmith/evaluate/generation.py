@@ -13,32 +13,13 @@ import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-from pydantic import Field
 
 from tunesmith.chat import encode_prompts, end_of_turn
-from tunesmith.config import StrictModel
 from tunesmith.errors import UsageError
 from tunesmith.evaluate.batching import length_buckets, pad_batch
-
-
-class GenerationSettings(StrictModel):
-    """How answers are generated for evaluation; recorded with the results."""
-
-    max_new_tokens: int = Field(
-        128, ge=1, le=131_072, description="Most tokens generated per answer (the end of turn included; at most 131,072)."
-    )
-    batch_size: int = Field(
-        16, ge=1, le=65_536, description="Prompts per generate call; prompts of similar length share one (at most 65,536)."
-    )
-    do_sample: Literal[False] = Field(
-        False, description="Always greedy (no sampling), so answers are reproducible and comparable across models."
-    )
-    stop: Literal["end_of_turn"] = Field(
-        "end_of_turn", description="An answer ends at the chat template's end-of-turn token (or the tokenizer's eos)."
-    )
+from tunesmith.evaluate.config import GenerationSettings
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ TOOLTIP = 2000
 
 SIDES = ["prompt", "response"]
 REJECTION_FINDINGS = {"rejected_by_reason", "rejected_samples"}
+GENERIC_FINDINGS = {"warnings", "review", "review_total"}  # any stage's; shown in "Warnings and review items"
+REVIEW_KEYS = "kind id where field text detail"
 _JSON_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
@@ -73,6 +75,8 @@ def build_view(card: DatasetCard) -> dict[str, Any]:
         "card": card,
         "funnel_chart": svg.funnel([(s.name, s.rows_in, s.rows_out) for s in card.stages]),
         "rejections": _rejections(card),
+        "review": _review(card),
+        "verdict": _verdict(card),
         "other": _other_findings(card),
         "config_json": _pretty(card.config),
         "card_json": script_json(card.model_dump(mode="json")),
@@ -205,11 +209,17 @@ def _pii(stage: StageRecord) -> dict[str, Any]:
         for t, by_role in sorted(counts.items())
     ]
     examples = [_pick(e, "id type role field masked") for e in _dicts(f.get("examples"))]
-    return _nums(f, "rows_with_pii") | {
+    # values left unmasked: would-be PII inside code, and allow-listed values with the reason
+    skipped = [(str(t), "inside code", _num(n)) for t, n in sorted(_dict(f.get("in_code")).items())]
+    skipped += [(str(t), str(why), _num(n)) for t, by_why in sorted(_dict(f.get("allowlisted")).items())
+                for why, n in sorted(_dict(by_why).items())]  # fmt: skip
+    return _nums(f, "rows_with_pii in_code_rows") | {
         "roles": roles,
         "table": table,
         "examples": examples,
+        "skipped": skipped,
         "action": str(f.get("action") or "–"),
+        "phone_coverage": f.get("phone_coverage") if isinstance(f.get("phone_coverage"), str) else None,
     }
 
 
@@ -242,6 +252,7 @@ def _bias(stage: StageRecord) -> dict[str, Any]:
         "toxicity": _terms(tox, "rows") | {"rate": _num(tox.get("rate"), None)} if tox else None,
         "languages": _by_count(f.get("languages")),
         "language_sample_size": f.get("language_sample_size"),
+        "coverage": f.get("coverage") if isinstance(f.get("coverage"), str) else None,
     }
 
 
@@ -249,7 +260,11 @@ def _tokens(stage: StageRecord) -> dict[str, Any]:
     f = stage.findings
     hist, max_len = _dict(f.get("histogram")), f.get("max_seq_len")
     length, trainable = _dict(f.get("length")), _dict(f.get("trainable_tokens"))
-    return _nums(f, "truncated_rows zero_trainable_rows") | {
+    rejected = _dict(f.get("rejected_answers"))
+    return _nums(f, "truncated_rows zero_trainable_rows cut_answer_rows tool_rows") | {
+        "cut_ids": _list(f.get("cut_answer_example_ids"))[:20],
+        "counting": _dict(f.get("counting")).get("method"),
+        "rejected_answers": _nums(rejected, "rows truncated_rows cut_answer_rows") if rejected else None,
         "tokenizer": f.get("tokenizer"),
         "max_seq_len": max_len,
         "length": [(k, length[k]) for k in ("min", "mean", "p50", "p90", "p99", "max") if k in length],
@@ -271,27 +286,68 @@ def _split(stage: StageRecord) -> dict[str, Any]:
         "stratify": f.get("stratify"),
         "strata_values": values,
         "strata": [(s, [_num(per.get(v)) for v in values]) for s, per in sorted(strata.items())],
+        "ratios": [(str(k), _nums(_dict(v), "asked achieved rows")) for k, v in _dict(f.get("ratios")).items()],
     }
 
 
 def _contamination(stage: StageRecord) -> dict[str, Any]:
     f = stage.findings
     pairs = [_pick(p, "a a_split b b_split kind span") for p in _dicts(f.get("pairs"))]
-    return _nums(f, "contaminated_rows") | {"ngram": f.get("ngram"), "pairs": pairs}
+    rates = [(str(k), _nums(_dict(v), "rows contaminated rate")) for k, v in _dict(f.get("rates")).items()]
+    return _nums(f, "contaminated_rows") | {"ngram": f.get("ngram"), "pairs": pairs, "rates": rates,
+                                            "rate": _num(f.get("contamination_rate"), None)}
 
 
 def _validate(stage: StageRecord) -> dict[str, Any]:
     f = stage.findings
+    profile = _dict(f.get("profile"))
+    identical = _dict(profile.get("identical_responses"))
     return {
         "fixups": _by_count(f.get("fixups")),
         "formats": sorted((str(k), str(v)) for k, v in _dict(f.get("formats")).items()),
+        "ignored_columns": _by_count(f.get("ignored_columns")),
+        "multimodal": _by_count(_dict(f.get("multimodal")).get("by_kind")),
+        "profile": _profile_rows(profile),
+        "placeholders": _by_count(_dict(profile.get("placeholders")).get("by_kind")),
+        "identical_share": _num(identical.get("share"), None),
     }
+
+
+def _verdict(card: DatasetCard) -> dict[str, Any] | None:
+    verdict = _dict(card.verdict)
+    if not verdict.get("sentence"):
+        return None
+    return {"fit": verdict.get("fit") is True, "sentence": _clip(verdict["sentence"], TOOLTIP)}
+
+
+def _review(card: DatasetCard) -> list[dict[str, Any]]:
+    """Every stage's warnings and review items (the shared findings convention), one block per stage."""
+    out = []
+    for stage in card.stages:
+        warnings = [_clip(w, TOOLTIP) for w in _list(stage.findings.get("warnings"))]
+        items = [_pick(item, REVIEW_KEYS) for item in _dicts(stage.findings.get("review"))]
+        if not warnings and not items:
+            continue
+        total = int(_num(stage.findings.get("review_total"), len(items)))
+        out.append({"stage": stage.name, "warnings": warnings, "entries": items, "more": max(total - len(items), 0)})
+    return out
+
+
+def _profile_rows(profile: dict) -> list[dict[str, Any]]:
+    """validate's column profile as table rows: each raw field, then each role."""
+    rows = []
+    for kind, key in (("field", "fields"), ("role", "roles")):
+        for name, summary in _dict(profile.get(key)).items():
+            summary = _dict(summary)
+            rows.append({"kind": kind, "name": str(name), "top_value": _clip(summary.get("top_value"))}
+                        | _nums(summary, "rows distinct distinct_ratio top_share"))
+    return rows
 
 
 def _other_findings(card: DatasetCard) -> list[dict[str, str]]:
     out = []
     for stage in card.stages:
-        known = set(SECTIONS.get(stage.name, (None, ""))[1].split()) | REJECTION_FINDINGS
+        known = set(SECTIONS.get(stage.name, (None, ""))[1].split()) | REJECTION_FINDINGS | GENERIC_FINDINGS
         rest = {k: v for k, v in stage.findings.items() if k not in known}
         if rest:
             out.append({"stage": stage.name, "names": ", ".join(sorted(rest)), "json": _pretty(rest)})
@@ -300,15 +356,16 @@ def _other_findings(card: DatasetCard) -> list[dict[str, str]]:
 
 # Stage name -> (section builder, the findings it renders); a stage's other findings go to "Other findings".
 SECTIONS: dict[str, tuple[Callable[[StageRecord], dict[str, Any]], str]] = {
-    "validate": (_validate, "fixups formats"),
+    "validate": (_validate, "fixups formats ignored_columns multimodal profile"),
     "exact_dedup": (_exact_dedup, "duplicates groups key_fields warnings"),
     "near_dedup": (_near_dedup, "num_clusters duplicate_rows params clusters clusters_file"),
-    "pii": (_pii, "counts rows_with_pii examples action"),
-    "bias_audit": (_bias, "identity_terms pronouns cooccurrence toxicity languages language_sample_size warnings"),
+    "pii": (_pii, "counts rows_with_pii examples action in_code in_code_rows allowlisted phone_regions phone_regions_from_script phone_coverage"),
+    "bias_audit": (_bias, "identity_terms pronouns cooccurrence toxicity languages language_sample_size warnings coverage languages_covered"),
     "token_stats": (
         _tokens,
-        "tokenizer max_seq_len length histogram truncated_rows truncated_example_ids trainable_tokens zero_trainable_rows",
+        "tokenizer max_seq_len length histogram truncated_rows truncated_example_ids trainable_tokens zero_trainable_rows "
+        "cut_answer_rows cut_answer_example_ids counting rejected_answers tool_rows",
     ),
-    "split": (_split, "sizes groups stratify strata"),
-    "contamination": (_contamination, "ngram contaminated_rows pairs"),
+    "split": (_split, "sizes groups stratify strata ratios"),
+    "contamination": (_contamination, "ngram contaminated_rows pairs rates contamination_rate"),
 }

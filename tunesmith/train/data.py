@@ -30,13 +30,19 @@ def preflight(tokenizer, encoded: list[dict], max_seq_len: int | None = None) ->
     if empty:
         problems.append(f"{len(empty)} row(s) have no trainable tokens after masking: {_ids(empty)} (the prompt "
                         f"fills {limit}); raise max_seq_len in the train config, or shorten or drop these rows in "
-                        "the data")
+                        f"the data ({_recurate(max_seq_len, 'reject_zero_trainable')})")
     if no_end:
         problems.append(f"{len(no_end)} row(s) never train the end-of-turn token (the answer is cut by {limit}): "
                         f"{_ids(no_end)}; raise max_seq_len in the train config, or shorten or drop these rows in "
-                        "the data")
+                        f"the data ({_recurate(max_seq_len, 'reject_cut_answers')})")
     if problems:
         raise TrainDataError("pre-flight check failed: " + "; ".join(problems))
+
+
+def _recurate(max_seq_len: int | None, option: str) -> str:
+    """How curation drops such rows: its token_stats stage at the train max_seq_len."""
+    at = f"max_seq_len: {max_seq_len}" if max_seq_len else "the train max_seq_len"
+    return f"re-curate with the token_stats stage at {at}, whose {option} option (on by default) rejects them"
 
 
 def _ids(ids: list[str]) -> str:

@@ -1,0 +1,312 @@
+"""Per-column profile of the rows `validate` keeps: how varied each field and role is, and template leftovers.
+
+A prompt that is one value in every row teaches nothing; an answer full of `{{name}}` teaches the model to write
+`{{name}}`; many rows sharing one long answer teach that answer. A constant instruction beside a varying `input` is
+an ordinary task set (one instruction, many inputs), and answers drawn from a few labels are a classification set:
+both are notes in the findings, not warnings. `ColumnProfile.add` is called once per kept row, then `findings()`
+(JSON for the card), `warnings()` (sentences) and `review_items()` (rows to look at).
+
+Memory: each column keeps one 64-bit hash per row (8 bytes, an `array("Q")`), so distinct counts, the top value
+and the identical-answer rate are exact; 1M rows x 6 columns is 48 MB. Past `max_rows` rows the profile covers the
+first `max_rows` (the findings say so). Only scalar fields are hashed (lists and dicts such as `conversations`
+are profiled through their roles), at most `max_fields` of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from array import array
+from typing import Any
+
+from tunesmith.config import readable
+from tunesmith.curate.placeholders import find_placeholders
+
+# raw input fields that hold the prompt in the common formats; a constant one means the prompt does not vary
+PROMPT_FIELDS = frozenset({"instruction", "input", "prompt", "question", "query", "context", "human", "user"})
+PROMPT_ROLES = frozenset({"user"})  # a constant system prompt is normal and says nothing about the data
+ANSWER_ROLES = ("assistant",)
+CLIP = 80  # characters of a value shown in findings and sentences
+REVIEW_CAP = 50
+# answers look like class labels when they repeat (at most half distinct) and are either mostly 1-3 words or few
+# (<= LABEL_VALUES) and mostly short: sharing them across prompts is the task, not memorising
+LABEL_VALUES = 20
+LABEL_WORDS, LABEL_SHORT_WORDS, LABEL_SHARE = 3, 10, 0.8
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= CLIP else text[: CLIP - 3] + "..."
+
+
+class _Column:
+    """One field or role: a hash per row plus the text of the first few distinct values and a majority vote."""
+
+    TEXTS = 256  # distinct values whose text is kept, so a low-cardinality column always shows its top value
+
+    def __init__(self) -> None:
+        self.hashes = array("Q")
+        self.texts: dict[int, str] = {}
+        self.candidate: tuple[int, str] | None = None  # Boyer-Moore majority: any value in > 50% of rows ends here
+        self.votes = 0
+
+    def add(self, text: str) -> int:
+        digest = _hash(text)
+        self.hashes.append(digest)
+        if len(self.texts) < self.TEXTS and digest not in self.texts:
+            self.texts[digest] = _clip(text)
+        if self.votes == 0:
+            self.candidate, self.votes = (digest, _clip(text)), 1
+        else:
+            self.votes += 1 if self.candidate is not None and self.candidate[0] == digest else -1
+        return digest
+
+    def top(self, k: int) -> dict[str, int]:
+        """The k most common values whose text is kept, with their row counts, most common first."""
+        import numpy as np
+
+        values, counts = np.unique(np.frombuffer(self.hashes, dtype=np.uint64), return_counts=True)
+        order = counts.argsort(kind="stable")[::-1][:k]
+        return {self.texts[int(values[i])]: int(counts[i]) for i in order if int(values[i]) in self.texts}
+
+    def summary(self) -> dict[str, Any]:
+        import numpy as np  # only when the profile is read, so importing this module stays cheap
+
+        rows = len(self.hashes)
+        if rows == 0:
+            return {"rows": 0}
+        values, counts = np.unique(np.frombuffer(self.hashes, dtype=np.uint64), return_counts=True)
+        top = int(counts.argmax())
+        top_hash = int(values[top])
+        text = self.texts.get(top_hash)
+        if text is None and self.candidate is not None and self.candidate[0] == top_hash:
+            text = self.candidate[1]
+        repeated = int(counts[counts > 1].sum())
+        return {
+            "rows": rows,
+            "distinct": len(values),
+            "distinct_ratio": round(len(values) / rows, 4),
+            "top_share": round(int(counts[top]) / rows, 4),
+            "top_count": int(counts[top]),
+            "top_value": text,
+            "repeated_rows": repeated,  # rows whose value equals another row's value
+        }
+
+
+def _shared_answers(answers: array, prompts: array) -> int:
+    """Rows whose answer is also the answer to a different prompt. Rows repeating prompt and answer both are left
+    to exact_dedup, which drops them, so they do not count here."""
+    import numpy as np
+
+    pairs = np.unique(np.stack([np.frombuffer(answers, dtype=np.uint64), np.frombuffer(prompts, dtype=np.uint64)]),
+                      axis=1)  # one column per distinct (answer, prompt)
+    values, prompts_per_answer = np.unique(pairs[0], return_counts=True)
+    shared = values[prompts_per_answer > 1]
+    return int(np.isin(np.frombuffer(answers, dtype=np.uint64), shared).sum())
+
+
+class ColumnProfile:
+    """Profile of the kept rows; see the module docstring for what it finds and what it costs."""
+
+    def __init__(
+        self,
+        *,
+        near_constant_share: float = 0.5,
+        min_rows: int = 20,
+        identical_response_share: float = 0.1,
+        placeholder_share: float = 0.01,
+        max_rows: int = 1_000_000,
+        max_fields: int = 16,
+    ) -> None:
+        self.near_constant_share = near_constant_share
+        self.min_rows = min_rows
+        self.identical_response_share = identical_response_share
+        self.placeholder_share = placeholder_share
+        self.max_rows = max_rows
+        self.max_fields = max_fields
+        self.rows = 0
+        self.fields: dict[str, _Column] = {}
+        self.field_kinds: dict[str, str] = {}  # fields that are not profiled: name -> "list", "dict", "skipped"
+        self.roles: dict[str, _Column] = {}
+        self.placeholder_rows = 0
+        self.placeholder_kinds: dict[str, int] = {}
+        self.placeholder_examples: dict[str, str] = {}  # kind -> first span found, shown in the warning
+        self.review: list[dict[str, Any]] = []
+        self.answer_prompts = array("Q")  # per row with an answer: its prompt's hash, aligned with roles["assistant"]
+        self.prompt = _Column()  # the whole prompt (every non-answer turn): constant only if it never varies
+        self.answer_words = {LABEL_WORDS: 0, LABEL_SHORT_WORDS: 0}  # answers of at most this many words
+        self._cached: tuple[int, dict[str, Any]] | None = None
+
+    def add(self, fields: dict[str, Any] | None, messages: Any, example: Any = None) -> None:
+        """Count one kept row: its raw input `fields`, its `messages` (role/content turns) and, when given, the
+        `example` it became (for the review items' id and where, and its rejected answer on preference rows)."""
+        self.rows += 1
+        if self.rows > self.max_rows:
+            return
+        if fields:
+            self._add_fields(fields)
+        rejected = tuple(getattr(example, "rejected", ()) or ())
+        by_role: dict[str, list[str]] = {}
+        for message in messages:
+            by_role.setdefault(message.role, []).append(message.content)
+        for message in rejected:
+            by_role.setdefault("rejected", []).append(message.content)
+        for role, contents in by_role.items():
+            self.roles.setdefault(role, _Column()).add("\n".join(contents))
+        prompt = "\n".join(m.content for m in messages if m.role != "assistant")
+        prompt_hash = self.prompt.add(prompt)
+        if "assistant" in by_role:
+            self.answer_prompts.append(prompt_hash)
+            words = len("\n".join(by_role["assistant"]).split())
+            for limit in self.answer_words:
+                self.answer_words[limit] += words <= limit
+        answers = [c for role in (*ANSWER_ROLES, "rejected") for c in by_role.get(role, ())]
+        self._add_placeholders(answers, prompt, example)
+
+    def _add_fields(self, fields: dict[str, Any]) -> None:
+        for name, value in fields.items():
+            if value is None:
+                continue
+            if isinstance(value, (list, dict)):
+                self.field_kinds.setdefault(name, type(value).__name__)
+                continue
+            column = self.fields.get(name)
+            if column is None:
+                if len(self.fields) >= self.max_fields:
+                    self.field_kinds.setdefault(name, "skipped")
+                    continue
+                column = self.fields[name] = _Column()
+            column.add(value if isinstance(value, str) else json.dumps(value))
+
+    def _add_placeholders(self, answers: list[str], prompt: str, example: Any) -> None:
+        found = [hit for text in answers for hit in find_placeholders(text, context=prompt)]
+        if not found:
+            return
+        self.placeholder_rows += 1
+        for kind, span in found:
+            self.placeholder_kinds[kind] = self.placeholder_kinds.get(kind, 0) + 1
+            self.placeholder_examples.setdefault(kind, span)
+        if len(self.review) < REVIEW_CAP:
+            spans = ", ".join(dict.fromkeys(span for _, span in found))
+            self.review.append({
+                "kind": "placeholder",
+                "id": getattr(example, "id", None),
+                "where": getattr(example, "where", None),
+                "field": "assistant",
+                "text": spans[:300],
+                "detail": "the answer holds an unfilled template placeholder; the model would learn to write it",
+            })
+
+    def findings(self) -> dict[str, Any]:
+        """JSON-able profile for the stage's findings (`validate`'s `profile`)."""
+        if self._cached is not None and self._cached[0] == self.rows:
+            return self._cached[1]
+        out: dict[str, Any] = {
+            "rows": self.rows,
+            "profiled_rows": min(self.rows, self.max_rows),
+            "fields": {name: column.summary() for name, column in self.fields.items()},
+            "roles": {role: column.summary() for role, column in self.roles.items()},
+            "prompt": self.prompt.summary(),
+            "placeholders": {"rows": self.placeholder_rows, "by_kind": dict(sorted(self.placeholder_kinds.items()))},
+        }
+        if self.field_kinds:
+            out["not_profiled"] = dict(self.field_kinds)
+        notes = []
+        answer = self.roles.get("assistant")
+        if answer is not None and len(answer.hashes):
+            shared = _shared_answers(answer.hashes, self.answer_prompts)
+            out["identical_responses"] = {"rows": shared, "share": round(shared / len(answer.hashes), 4)}
+            labels = self._labels(answer, out["roles"]["assistant"])
+            if labels:
+                out["answer_labels"] = labels
+                notes.append(f"answers look like class labels ({labels['distinct']} distinct values), so answers "
+                             "shared across prompts are expected; their distribution is in answer_labels")
+        if not self._near_constant(out["prompt"]):
+            notes += self._task_set_notes(out)
+        if notes:
+            out["notes"] = notes
+        self._cached = (self.rows, out)
+        return out
+
+    def _labels(self, answer: _Column, summary: dict[str, Any]) -> dict[str, Any] | None:
+        """The label distribution when the answers are class labels (see LABEL_VALUES), else None."""
+        rows = summary["rows"]
+        if rows < self.min_rows or summary["distinct_ratio"] > 0.5:
+            return None  # answers that rarely repeat are not labels, however short
+        short, brief = (self.answer_words[n] / rows for n in (LABEL_WORDS, LABEL_SHORT_WORDS))
+        if short < LABEL_SHARE and not (summary["distinct"] <= LABEL_VALUES and brief >= LABEL_SHARE):
+            return None
+        return {"distinct": summary["distinct"], "counts": answer.top(LABEL_VALUES)}
+
+    def _task_set_notes(self, found: dict[str, Any]) -> list[str]:
+        """Neutral notes for constant prompt fields when the whole prompt still varies (one task, many inputs)."""
+        columns = [(name, s) for name, s in found["fields"].items() if name in PROMPT_FIELDS]
+        columns += [(f"the {role} turn", s) for role, s in found["roles"].items() if role in PROMPT_ROLES]
+        constant = [(name, s) for name, s in columns if self._near_constant(s)]
+        varying = [name for name, s in columns if s.get("rows") and (name, s) not in constant]
+        fields = [name for name in varying if name in found["fields"]]  # the user turn varies because they do
+        through = ", ".join(fields or varying) or "other turns"
+        return [f"{name} is one value in {readable(s['top_count'])} of {readable(s['rows'])} rows: "
+                f"{json.dumps(s['top_value'], ensure_ascii=False)}; the prompt still varies (through {through}), "
+                "as in a task set with one instruction" for name, s in constant]
+
+    def warnings(self) -> list[str]:
+        """Sentences a user must read: a constant prompt, template leftovers, many identical (non-label) answers."""
+        found = self.findings()
+        out = self._constant_prompt(found) if self._near_constant(found["prompt"]) else []
+        out += self._placeholder_warning(found)
+        identical = found.get("identical_responses")
+        rows = found["roles"].get("assistant", {}).get("rows", 0)
+        if (identical and "answer_labels" not in found and rows >= self.min_rows
+                and identical["share"] > self.identical_response_share):
+            out.append(
+                f"{readable(identical['rows'])} of {readable(rows)} rows ({identical['share']:.0%}) give the same answer "
+                "as a row with a different prompt; the model will learn those answers by heart (see validate's profile)"
+            )
+        return out
+
+    def _near_constant(self, summary: dict[str, Any]) -> bool:
+        # an empty `input` in most alpaca rows is normal, not a constant prompt
+        return (summary.get("rows", 0) >= self.min_rows and summary.get("top_share", 0.0) > self.near_constant_share
+                and bool((summary.get("top_value") or "").strip()))
+
+    def _constant_prompt(self, found: dict[str, Any]) -> list[str]:
+        """One sentence per constant prompt field (the user turn, or the whole prompt, when no field is named)."""
+        prompt = found["prompt"]
+        out = [self._constant(name, summary, prompt) for name, summary in found["fields"].items()
+               if name in PROMPT_FIELDS and self._near_constant(summary)]
+        if not out:  # a constant instruction makes the user turn constant too: one sentence is enough
+            out = [self._constant(f"the {role} turn", summary, prompt) for role, summary in found["roles"].items()
+                   if role in PROMPT_ROLES and self._near_constant(summary)]
+        return out or [self._constant("the prompt", prompt, prompt)]
+
+    def _constant(self, name: str, summary: dict[str, Any], prompt: dict[str, Any]) -> str:
+        rows, share, shown = summary["rows"], summary["top_share"], json.dumps(summary["top_value"], ensure_ascii=False)
+        if summary["distinct"] == 1:
+            sentence = f"{name} is one value in all {readable(rows)} rows: {shown}; it tells the model nothing"
+        else:
+            sentence = (f"{name} is one value in {readable(summary['top_count'])} of {readable(rows)} rows "
+                        f"({share:.0%}): {shown}; such a prompt tells the model little")
+        if prompt["top_share"] < share:  # the field is more constant than the prompt: say how constant the prompt is
+            sentence += f" (the whole prompt is one value in {readable(prompt['top_count'])} of {readable(rows)} rows)"
+        return sentence
+
+    def _placeholder_warning(self, found: dict[str, Any]) -> list[str]:
+        rows, kinds = found["placeholders"]["rows"], found["placeholders"]["by_kind"]
+        # `{{name}}` is never meant; `[Your Name]` in a letter can be, so it warns only when common
+        if not rows or ("double_brace" not in kinds and rows < self.placeholder_share * max(self.rows, 1)):
+            return []
+        shown = ", ".join(f"{kind} x{readable(n)}" for kind, n in kinds.items())
+        examples = self.placeholder_examples
+        example = examples.get("double_brace") or next(iter(examples.values()), "")  # the kind that warned first
+        return [
+            f"{readable(rows)} of {readable(self.rows)} answers hold unfilled template placeholders ({shown}), "
+            f"e.g. {example!r}; fill them or drop those rows (see validate's review items)"
+        ]
+
+    def review_items(self) -> list[dict[str, Any]]:
+        """Rows with template placeholders (first 50); `findings()["placeholders"]["rows"]` is the full count."""
+        return list(self.review)

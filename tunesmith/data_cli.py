@@ -1,0 +1,154 @@
+"""Bodies of the data commands (`curate`, `audit`, `card`), kept out of cli.py so it stays a table of parsers.
+
+Each takes the parsed arguments and returns the exit code. Tables and the fitness verdict go to the terminal
+(stderr, through `console`), the path of what was written to stdout; `card show` is a report, so all of it goes
+to stdout. Imports are made inside the functions: `card show` must not pay for the curate stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tunesmith.config import ConfigError
+
+log = logging.getLogger("tunesmith")
+
+EXIT_DATA, EXIT_GATES = 2, 3
+
+
+def curate(args: argparse.Namespace) -> int:
+    from tunesmith.config import load_config
+    from tunesmith.console import console, gate_table, stage_table
+    from tunesmith.curate.config import CurateConfig
+    from tunesmith.curate.pipeline import GateFailure, run_curate
+    from tunesmith.exits import writing_into
+
+    config = load_config(CurateConfig, Path(args.config), args.overrides)
+    if args.dry_run:
+        console.print_json(json.dumps(config.model_dump(mode="json")))
+        return 0
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} stages"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("curating", total=len(config.stages))
+
+        def advance(record) -> None:
+            bar.update(task, advance=1, description=f"{record.name}: {record.rows_out} rows")
+
+        try:
+            with writing_into(Path(config.output_dir) / config.name):
+                result = run_curate(config, progress=advance)
+        except GateFailure as failure:
+            bar.stop()
+            console.print(gate_table(failure.gates))
+            log.error("%s", failure)
+            say_verdict(failure.verdict)
+            return EXIT_GATES
+    console.print(stage_table(result.card.stages))
+    if result.card.gates:
+        console.print(gate_table(result.card.gates))
+    note = " (unchanged: identical inputs and config)" if result.reused else ""
+    console.print(f"dataset {result.card.name} {result.card.version}{note}: fingerprint {result.card.fingerprint[:16]}")
+    report = result.directory / "report.html"
+    print(report if report.exists() else result.directory / "card.json")
+    return say_verdict(card_verdict(result.card))
+
+
+def audit(args: argparse.Namespace) -> int:
+    from tunesmith.artifacts import read_card
+    from tunesmith.console import console, gate_table, stage_table
+    from tunesmith.curate.audit import run_audit
+    from tunesmith.exits import writing_into
+
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages is not None else None
+    with writing_into(Path(args.out)):
+        card_dir = run_audit(Path(args.path), Path(args.out), fmt=args.format, tokenizer=args.tokenizer,
+                             columns=parse_columns(args.columns), stages=stages,
+                             config_file=Path(args.config) if args.config else None)
+    card = read_card(card_dir)
+    console.print(stage_table(card.stages))
+    if card.gates:
+        console.print(gate_table(card.gates))
+    print(card_dir / "report.html")
+    return say_verdict(card_verdict(card))
+
+
+def parse_columns(pairs: list[str] | None) -> dict[str, str]:
+    """`--columns question=instruction answer=output` as the source's column mapping {input name: format name}."""
+    mapping = {}
+    for pair in pairs or []:
+        for item in pair.split(","):
+            old, sep, new = item.partition("=")
+            if not sep or not old.strip() or not new.strip():
+                raise ConfigError(f"--columns {item!r}: give INPUT_COLUMN=FORMAT_COLUMN, e.g. question=instruction")
+            mapping[old.strip()] = new.strip()
+    return mapping
+
+
+def card_verdict(card) -> dict:
+    """The card's verdict; cards made before verdicts were recorded get one computed from what they hold."""
+    if card.verdict is not None:
+        return card.verdict
+    from tunesmith.fitness import fitness_verdict
+
+    return fitness_verdict(card.stages, card.splits, card.gates, card.config.get("gates", {}).get("max_rejected_rate"))
+
+
+def say_verdict(verdict: dict | None) -> int:
+    """Print the verdict as the last line on the terminal; exit 3 (like a failed gate) when the data is unfit."""
+    if verdict is None:
+        return EXIT_GATES
+    from rich.markup import escape
+
+    from tunesmith.console import console
+
+    sys.stdout.flush()  # the path printed to stdout comes before it on a terminal
+    style = "bold green" if verdict.get("fit") else "bold red"
+    console.print(f"[{style}]{escape(verdict.get('sentence', ''))}[/{style}]", highlight=False, soft_wrap=True)
+    return 0 if verdict.get("fit") else EXIT_GATES
+
+
+def card(args: argparse.Namespace) -> int:
+    from tunesmith.card_diff import diff_cards, format_diff, verify_card
+
+    if args.action == "show":
+        return _show(Path(args.cards[0]))
+    if args.action == "validate":
+        problems = verify_card(Path(args.cards[0]))
+        for problem in problems:
+            log.error("%s", problem)
+        if not problems:
+            print(f"{args.cards[0]}: valid; split files match their hashes and row counts, the fingerprint "
+                  "matches the hashes and config, the stage counts add up")
+        return EXIT_DATA if problems else 0
+    if len(args.cards) != 2:
+        raise ConfigError("`tunesmith card diff` takes two cards: A B")
+    print(format_diff(diff_cards(Path(args.cards[0]), Path(args.cards[1]))))
+    return 0
+
+
+def _show(path: Path) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from tunesmith.artifacts import read_card
+    from tunesmith.card_diff import verify_card
+    from tunesmith.console import stage_table
+
+    out = Console(soft_wrap=False)  # stdout: what was asked for, so it can be piped or saved
+    card = read_card(path)
+    out.print(escape(f"{card.name} {card.version}  fingerprint {card.fingerprint}  created {card.created_at}"))
+    out.print(stage_table(card.stages))
+    for name, split in card.splits.items():
+        out.print(escape(f"  {name}: {split.rows} rows ({split.file})"))
+    verdict = card_verdict(card)
+    out.print(escape(verdict.get("sentence", "")), highlight=False)
+    problems = verify_card(path)  # what is shown must not pass for a sound version
+    for problem in problems:
+        log.error("%s", problem)
+    return EXIT_DATA if problems else 0
