@@ -1,5 +1,5 @@
 """The data commands through the CLI: the fitness verdict and its exit code, `card show|diff`, audit's
---columns/--stages/--config.
+--columns/--keep-columns/--stages/--config and --help.
 
 Run: .venv/bin/python -m pytest -q tests/test_data_cli.py
 """
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tunesmith.artifacts import read_card
+from tunesmith.card_diff import config_changes
 from tunesmith.cli import main
 
 WORDS = "river stone cloud maple lantern copper meadow harbor violet ember".split()
@@ -102,8 +103,10 @@ def test_card_show_prints_to_stdout_and_card_diff_lists_config_changes(tmp_path,
     assert main(["card", "diff", str(v1), str(v2)]) == 0
     out = capsys.readouterr().out
     assert "config changed: yes" in out
-    assert "  stages[2].seed: 0 -> 7" in out
+    assert "  stages.split.seed: 0 -> 7" in out  # the override form: stages.<stage>.<key>
     assert "  gates.min_rows: 1 -> 2" in out
+    config_part, stats_part = out.split("statistics changed:")
+    assert "rows." not in config_part and "stages." not in stats_part  # statistics under their own heading
 
 
 def test_audit_columns_map_unknown_column_names(tmp_path, tiny_tokenizer_dir, capsys):
@@ -139,3 +142,118 @@ def test_audit_stages_and_config(tmp_path, tiny_tokenizer_dir, capsys):
     assert card.config["sources"][0]["path"] == str(source)  # the audited file, not the config's sources
     assert main(["audit", str(source), "--out", str(tmp_path / "c"), *tokenizer, "--stages", "exact_dedupe"]) == 2
     assert "did you mean 'exact_dedup'" in capsys.readouterr().err
+
+
+def test_card_show_of_an_unfit_but_intact_audit_exits_0_and_shows_why(tmp_path, tiny_tokenizer_dir, capsys):
+    """A failed max_rejected_rate gate is the card's verdict, not damage: `card show` prints it and exits 0;
+    a damaged card still exits 2."""
+    source = write_rows(tmp_path / "half.jsonl", alpaca(20, empty_answers=12))
+    tokenizer = ["--tokenizer", str(tiny_tokenizer_dir)]
+    assert main(["audit", str(source), "--out", str(tmp_path / "a"), *tokenizer, "--stages", "validate"]) == 3
+    capsys.readouterr()
+    assert main(["card", "show", str(tmp_path / "a")]) == 0
+    shown = capsys.readouterr()
+    assert "quality gate max_rejected_rate failed" in shown.out and "Not fit to train on" in shown.out
+    assert shown.err == ""
+    (tmp_path / "a" / "all.jsonl").write_text("")  # now the card disagrees with its split file
+    assert main(["card", "show", str(tmp_path / "a")]) == 2
+
+
+def test_card_show_piped_does_not_wrap_the_fingerprint_line(tmp_path, tiny_tokenizer_dir):
+    """Off a terminal (a pipe, COLUMNS unset) the name, full fingerprint and date stay on one line."""
+    source = write_rows(tmp_path / "ok.jsonl", alpaca(20))
+    assert main(["curate", str(curate_config(tmp_path, source, tiny_tokenizer_dir))]) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run([sys.executable, "-m", "tunesmith.cli", "card", "show", str(tmp_path / "out" / "d" / "v1")],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    fingerprint = read_card(tmp_path / "out" / "d" / "v1").fingerprint
+    assert first.startswith(f"d v1  fingerprint {fingerprint}  created ")
+    assert len(first) > 80
+
+
+def _curate_rows(tmp_path, tokenizer, rows, name):
+    source = write_rows(tmp_path / f"{name}.jsonl", rows)
+    assert main(["curate", str(curate_config(tmp_path, source, tokenizer))]) == 0
+    return sorted((tmp_path / "out" / "d").glob("v*"))[-1]
+
+
+def test_card_diff_sees_a_changed_rejected_answer_and_a_flipped_kto_label(tmp_path, tiny_tokenizer_dir, capsys):
+    """Preference rows differing only in `rejected`, KTO rows only in `label`: each change is a row removed
+    and one added (the hash covers messages, rejected, label and tools)."""
+    pref = [{"prompt": f"Describe {_text(i)}.", "chosen": f"It is {_text(i)}.", "rejected": f"No idea {i}."}
+            for i in range(12)]
+    a = _curate_rows(tmp_path, tiny_tokenizer_dir, pref, "pref_a")
+    pref[3] = {**pref[3], "rejected": "A different wrong answer."}
+    b = _curate_rows(tmp_path, tiny_tokenizer_dir, pref, "pref_b")
+    capsys.readouterr()
+    assert main(["card", "diff", str(a), str(b)]) == 0
+    assert "rows added: 1  removed: 1" in capsys.readouterr().out
+    kto = [{"prompt": f"Describe {_text(i)}.", "completion": f"It is {_text(i)}.", "label": i % 2 == 0}
+           for i in range(12)]
+    c = _curate_rows(tmp_path, tiny_tokenizer_dir, kto, "kto_a")
+    kto[5] = {**kto[5], "label": not kto[5]["label"]}
+    d = _curate_rows(tmp_path, tiny_tokenizer_dir, kto, "kto_b")
+    capsys.readouterr()
+    assert main(["card", "diff", str(c), str(d)]) == 0
+    assert "rows added: 1  removed: 1" in capsys.readouterr().out
+
+
+def test_config_changes_name_stages_by_name_and_see_order_and_added_stages():
+    """Stage keys come out as stages.<name>.<key>; a reorder and an added stage are reported, not hidden."""
+    old = {"stages": [{"stage": "validate"}, {"stage": "near_dedup", "threshold": 0.8}, {"stage": "split"}]}
+    new = {"stages": [{"stage": "validate"}, {"stage": "split"}, {"stage": "near_dedup", "threshold": 0.7},
+                      {"stage": "pii"}]}
+    changes = {key: (a, b) for key, a, b in config_changes(old, new)}
+    assert changes["stages.near_dedup.threshold"] == (0.8, 0.7)
+    assert changes["stages (order)"] == (["validate", "near_dedup", "split"], ["validate", "split", "near_dedup"])
+    assert changes["stages.pii"][1] == {"stage": "pii"} and repr(changes["stages.pii"][0]) == "(absent)"
+    twice = {"stages": [{"stage": "pii"}, {"stage": "pii", "x": 1}]}
+    assert [key for key, _, _ in config_changes(twice, {"stages": [{"stage": "pii"}, {"stage": "pii", "x": 2}]})] \
+        == ["stages[1].x"]  # a stage named twice cannot be addressed by name: by position instead
+
+
+def test_audit_help_lists_every_format(capsys):
+    """`audit --help` names each format of sources.FORMATS (text, preference, kto ... included)."""
+    from tunesmith.curate.sources import FORMATS
+
+    try:
+        code = main(["audit", "--help"])
+    except SystemExit as done:
+        code = done.code
+    assert code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(f" {fmt} |" in out for fmt in FORMATS)
+
+
+def test_audit_refuses_two_renames_onto_one_column(tmp_path, tiny_tokenizer_dir, capsys):
+    """--columns question=prompt answer=prompt: one line naming both, exit 2, before anything is read."""
+    source = write_rows(tmp_path / "qa.jsonl", [{"question": "Q?", "answer": "A."}])
+    assert main(["audit", str(source), "--out", str(tmp_path / "a"), "--tokenizer", str(tiny_tokenizer_dir),
+                 "--columns", "question=prompt", "answer=prompt"]) == 2
+    err = capsys.readouterr().err
+    assert "--columns: " in err and "renames 'question' and 'answer' both to 'prompt'" in err
+    assert not (tmp_path / "a").exists()
+
+
+def test_audit_config_with_a_misspelled_top_level_key_is_refused(tmp_path, tiny_tokenizer_dir, capsys):
+    """`gate:` for `gates:` would run the audit without the gates asked for: exit 2, with did-you-mean."""
+    source = write_rows(tmp_path / "ok.jsonl", alpaca(10))
+    config = tmp_path / "typo.yaml"
+    config.write_text("gate:\n  min_rows: 1000\n")
+    assert main(["audit", str(source), "--out", str(tmp_path / "a"), "--tokenizer", str(tiny_tokenizer_dir),
+                 "--config", str(config)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "'gate' is not a curate config key; did you mean 'gates'?" in err
+
+
+def test_audit_keep_columns_carries_a_column_instead_of_ignoring_it(tmp_path, tiny_tokenizer_dir):
+    """--keep-columns topic puts `topic` on each kept row as meta, as the ignored-columns warning advises."""
+    rows = [{**row, "topic": f"t{i % 3}"} for i, row in enumerate(alpaca(12))]
+    source = write_rows(tmp_path / "topics.jsonl", rows)
+    assert main(["audit", str(source), "--out", str(tmp_path / "a"), "--tokenizer", str(tiny_tokenizer_dir),
+                 "--stages", "validate", "--keep-columns", "topic"]) == 0
+    kept = [json.loads(line) for line in (tmp_path / "a" / "all.jsonl").read_text().splitlines()]
+    assert len(kept) == 12 and all(row["meta"]["topic"] == f"t{int(row['id'].split(':')[1]) % 3}" for row in kept)
+    assert read_card(tmp_path / "a").config["sources"][0]["keep_columns"] == ["topic"]

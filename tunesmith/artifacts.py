@@ -46,6 +46,8 @@ class SourceRecord(StrictModel):
     format: str = Field(description="Input format after auto-detection.")
     rows: int = Field(ge=0, description="Rows read from the source, malformed ones included.")
     sha256: str | None = Field(None, description="sha256 of the file bytes; None for hub datasets.")
+    warnings: list[str] = Field(default_factory=list, description="What reading the source found a user must "
+                                "read, e.g. a `columns:` rename of a column no row has.")
 
 
 class StageRecord(StrictModel):

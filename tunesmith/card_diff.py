@@ -35,14 +35,23 @@ def verify_card(path: Path) -> list[str]:
         card = read_card(path)
     except TunesmithError as err:
         return [str(err)]
+    return card_damage(card, path) + [f"{path}: {line}; `train` and `eval` refuse this card"
+                                      for line in failed_gates(card)]
+
+
+def card_damage(card: DatasetCard, path: Path) -> list[str]:
+    """How a card that reads disagrees with its files (missing, changed, miscounted); empty when it is intact."""
     directory, card_file = card_location(path)
     problems = split_problems(card, directory)
     if not problems:  # rows are read only from files that are inside the folder and match the card
         problems += _row_problems(card, directory)
-    problems += record_problems(card, directory, card_file)
-    failed = [f"{path}: quality gate {g.name} failed ({g.value:g} against a limit of {g.limit:g}); "
-              "`train` and `eval` refuse this card" for g in card.gates if not g.passed]
-    return problems + failed
+    return problems + record_problems(card, directory, card_file)
+
+
+def failed_gates(card: DatasetCard) -> list[str]:
+    """One line per failed quality gate: the card's own verdict on its data, not damage."""
+    return [f"quality gate {g.name} failed ({g.value:g} against a limit of {g.limit:g})"
+            for g in card.gates if not g.passed]
 
 
 def _row_problems(card: DatasetCard, directory: Path) -> list[str]:
@@ -56,12 +65,16 @@ def _row_problems(card: DatasetCard, directory: Path) -> list[str]:
     return problems
 
 
+ROW_CONTENT = ("messages", "rejected", "label", "tools")  # what a row trains on; a change in any is a changed row
+
+
 def _row_hashes(card: DatasetCard, directory: Path) -> dict[str, str]:
-    """Content hash of every row (its messages) -> split name."""
+    """Content hash of every row (its turns, a preference row's rejected answer, a KTO label, tools) -> split."""
     rows = {}
     for name, split in card.splits.items():
         for row in iter_split_rows(directory / split.file, name):
-            rows[hashlib.sha256(json.dumps(row["messages"], sort_keys=True).encode()).hexdigest()] = name
+            content = {key: row[key] for key in ROW_CONTENT if row.get(key) is not None}
+            rows[hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()] = name
     return rows
 
 
@@ -108,17 +121,34 @@ def diff_cards(a: Path, b: Path) -> dict:
 
 
 def config_changes(old, new, path: str = "") -> list[tuple[str, object, object]]:
-    """Every config value that differs, as (dotted path, old, new): `stages[2].threshold`, 0.8, 0.7. A key only one
-    side has is MISSING on the other; lists are compared item by item (stages keep their order)."""
+    """Every config value that differs, as (dotted path, old, new). A key only one side has is MISSING on the other.
+
+    Stage lists are compared by stage name, in the override form the command line takes (`stages.near_dedup.
+    threshold`, 0.8, 0.7), plus a `stages (order)` change when the same stages run in another order; other lists,
+    and stage lists naming one stage twice, are compared item by item (`sources[0].path`)."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [change for key in [*old, *(k for k in new if k not in old)]
                 for change in config_changes(old.get(key, MISSING), new.get(key, MISSING),
                                              f"{path}.{key}" if path else str(key))]
+    named_old, named_new = _by_stage(old), _by_stage(new)
+    if named_old is not None and named_new is not None:
+        common_old = [name for name in named_old if name in named_new]
+        common_new = [name for name in named_new if name in named_old]
+        order = [] if common_old == common_new else [(f"{path} (order)", common_old, common_new)]
+        return order + config_changes(named_old, named_new, path)
     if isinstance(old, list) and isinstance(new, list):
         return [change for i in range(max(len(old), len(new)))
                 for change in config_changes(old[i] if i < len(old) else MISSING,
                                              new[i] if i < len(new) else MISSING, f"{path}[{i}]")]
     return [] if old == new else [(path, old, new)]
+
+
+def _by_stage(value) -> dict | None:
+    """A list of `{stage: name, ...}` entries as {name: entry}; None for any other value or a name used twice."""
+    if not isinstance(value, list) or not all(isinstance(e, dict) and isinstance(e.get("stage"), str) for e in value):
+        return None
+    named = {entry["stage"]: entry for entry in value}
+    return named if len(named) == len(value) else None
 
 
 class _Missing:
@@ -141,6 +171,7 @@ def format_diff(diff: dict) -> str:
     lines.append(f"config changed: {'yes' if diff['config_changed'] else 'no'}")
     for key, old, new in diff.get("config_changes", []):
         lines.append(f"  {key}: {_value(old)} -> {_value(new)}")
+    lines.append(f"statistics changed: {'yes' if diff['stats'] else 'no'}")
     for key, (old, new) in diff["stats"].items():
         numbers = isinstance(old, (int, float)) and isinstance(new, (int, float))
         delta = f" ({new - old:+.4g})" if numbers else ""
@@ -155,7 +186,10 @@ def _value(value) -> str:
 
 
 def _show(value) -> str:
+    if value is None:  # a statistic only one card has (a split the other has not)
+        return repr(MISSING)
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-__all__ = ["CARD_FILE", "card_dir", "config_changes", "diff_cards", "format_diff", "verify_card"]
+__all__ = ["CARD_FILE", "card_damage", "card_dir", "config_changes", "diff_cards", "failed_gates", "format_diff",
+           "verify_card"]

@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=128)
     generate.set_defaults(func=_generate)
     _audit_parser(sub)
-    card = sub.add_parser("card", help="Show, diff or validate dataset cards.")
+    card = sub.add_parser("card", help="Show, diff or validate dataset cards.", description=CARD_HELP)
     card.add_argument("action", choices=["show", "diff", "validate"])
     card.add_argument("cards", nargs="+", help="card.json files or version folders")
     card.set_defaults(func=_data("card"))
@@ -183,16 +183,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CARD_HELP = ("show: print a card (its stages, splits and fitness verdict); exit 0 when the card is intact, "
+             "whatever its verdict, and 2 when it is damaged (its files or counts disagree with it). "
+             "diff A B: what changed from A to B: rows, config keys (in the override form, e.g. "
+             "stages.near_dedup.threshold) and statistics. validate: exit 0 only when `train` and `eval` will accept "
+             "the card (intact, and no failed quality gate), else 2.")
+
+
+class _AuditHelp(argparse.HelpFormatter):
+    """Lists the row formats from sources.FORMATS when help is shown, so parsing never imports the curate stages."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.dest == "format":
+            from tunesmith.curate.sources import FORMATS
+
+            return f"Row format: {' | '.join(FORMATS)} | auto (default: auto, detected from the column names)."
+        return super()._get_help_string(action)
+
+
 def _audit_parser(sub) -> None:
     audit = sub.add_parser("audit", help="One-shot audit of a file: default stages, no split; ends with a verdict "
-                           "(exit 3 when the data is unfit to train on).")
+                           "(exit 3 when the data is unfit to train on).", formatter_class=_AuditHelp)
     audit.add_argument("path")
-    audit.add_argument("--format", default="auto", help="alpaca | prompt_completion | messages | sharegpt | auto")
+    audit.add_argument("--format", default="auto", help="Row format (default: auto).")
     audit.add_argument("--columns", nargs="+", metavar="INPUT=NAME",
                        help="Rename input columns to the format's names, e.g. --columns question=instruction.")
+    audit.add_argument("--keep-columns", metavar="A,B", help="Columns carried on each row as `meta` (the "
+                       "source's `keep_columns`); every other column the format does not read is listed as ignored.")
     audit.add_argument("--stages", help="Comma-separated stages to run (validate always runs first), e.g. "
                        "validate,exact_dedup,pii.")
-    audit.add_argument("--config", help="A curate config whose stages, gates and tokenizer the audit uses.")
+    audit.add_argument("--config", help="A curate config whose stages, gates and tokenizer the audit uses (its "
+                       "top-level keys are checked as curate checks them).")
     audit.add_argument("--tokenizer", help="Model whose tokenizer counts tokens (default: the config's, or "
                        "smollm2-135m-instruct).")
     audit.add_argument("--out", required=True, help="Output folder for card.json and report.html.")

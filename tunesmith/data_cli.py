@@ -65,11 +65,12 @@ def audit(args: argparse.Namespace) -> int:
     from tunesmith.curate.audit import run_audit
     from tunesmith.exits import writing_into
 
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages is not None else None
+    stages = _names(args.stages)
     with writing_into(Path(args.out)):
         card_dir = run_audit(Path(args.path), Path(args.out), fmt=args.format, tokenizer=args.tokenizer,
                              columns=parse_columns(args.columns), stages=stages,
-                             config_file=Path(args.config) if args.config else None)
+                             config_file=Path(args.config) if args.config else None,
+                             keep_columns=_names(args.keep_columns))
     card = read_card(card_dir)
     console.print(stage_table(card.stages))
     if card.gates:
@@ -78,15 +79,25 @@ def audit(args: argparse.Namespace) -> int:
     return say_verdict(card_verdict(card))
 
 
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated list flag (`--stages a,b`), None when the flag was not given."""
+    return [s.strip() for s in text.split(",") if s.strip()] if text is not None else None
+
+
 def parse_columns(pairs: list[str] | None) -> dict[str, str]:
-    """`--columns question=instruction answer=output` as the source's column mapping {input name: format name}."""
-    mapping = {}
+    """`--columns question=instruction answer=output` as the source's column mapping {input name: format name}.
+
+    Two renames onto one name are refused by the source config; one column renamed twice is refused here, where
+    a dict would keep only the last."""
+    mapping: dict[str, str] = {}
     for pair in pairs or []:
         for item in pair.split(","):
-            old, sep, new = item.partition("=")
-            if not sep or not old.strip() or not new.strip():
+            old, sep, new = (part.strip() for part in item.partition("="))
+            if not sep or not old or not new:
                 raise ConfigError(f"--columns {item!r}: give INPUT_COLUMN=FORMAT_COLUMN, e.g. question=instruction")
-            mapping[old.strip()] = new.strip()
+            if mapping.get(old, new) != new:
+                raise ConfigError(f"--columns: {old!r} is renamed twice ({mapping[old]!r} and {new!r}); give one name")
+            mapping[old] = new
     return mapping
 
 
@@ -133,22 +144,33 @@ def card(args: argparse.Namespace) -> int:
 
 
 def _show(path: Path) -> int:
-    from rich.console import Console
+    """Print the card to stdout; exit 0 when it is intact whatever its verdict (an unfit audit card is shown, not
+    refused: its failed gates and verdict are part of what is shown), 2 when it disagrees with its files."""
     from rich.markup import escape
 
     from tunesmith.artifacts import read_card
-    from tunesmith.card_diff import verify_card
+    from tunesmith.card_diff import card_damage, failed_gates
     from tunesmith.console import stage_table
 
-    out = Console(soft_wrap=False)  # stdout: what was asked for, so it can be piped or saved
+    out = _stdout()
     card = read_card(path)
     out.print(escape(f"{card.name} {card.version}  fingerprint {card.fingerprint}  created {card.created_at}"))
-    out.print(stage_table(card.stages))
+    out.print(stage_table(card.stages), soft_wrap=False)  # a table fits its cells to the width instead
     for name, split in card.splits.items():
         out.print(escape(f"  {name}: {split.rows} rows ({split.file})"))
+    for line in failed_gates(card):
+        out.print(escape(line), highlight=False)
     verdict = card_verdict(card)
     out.print(escape(verdict.get("sentence", "")), highlight=False)
-    problems = verify_card(path)  # what is shown must not pass for a sound version
+    problems = card_damage(card, path)  # what is shown must not pass for a sound version
     for problem in problems:
         log.error("%s", problem)
     return EXIT_DATA if problems else 0
+
+
+def _stdout():
+    """A console on stdout (what was asked for, so it can be piped or saved) that wraps no line: off a terminal
+    rich would wrap at 80 columns and split the fingerprint line that scripts read. Tables keep the width."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)

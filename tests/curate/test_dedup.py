@@ -261,3 +261,20 @@ def test_word_cache_gives_the_same_shingles_as_fresh_hashing():
     cached, fresh = minhash.word_shingles(later, 2, cache), minhash.word_shingles(later, 2)
     assert np.array_equal(cached.hashes, fresh.hashes) and np.array_equal(cached.row_of, fresh.row_of)
     assert minhash.text_words(["end.  "]).offsets.tolist() == [0, 1]  # trailing punctuation adds no word
+
+
+def test_exact_dedup_tells_rows_apart_by_their_tool_call_arguments(tmp_path):
+    """Two rows whose only difference is a tool call's arguments are different training rows (a trained answer)."""
+    from tunesmith.curate.record import Message
+
+    def tool_row(i: int, email: str) -> Example:
+        call = [{"id": "c1", "type": "function",
+                 "function": {"name": "update_email", "arguments": json.dumps({"email": email})}}]
+        turns = (Message("user", "Change my email, please."), Message("assistant", "", tool_calls=call),
+                 Message("tool", "done", tool_call_id="c1"), Message("assistant", "Your email is updated."))
+        return Example(id=f"t:{i}", source="t.jsonl", row=i, line=i + 1, messages=turns)
+
+    rows = [tool_row(0, "tomasz.nowak77@gmail.com"), tool_row(1, "priya.raman@protonmail.com"),
+            tool_row(2, "tomasz.nowak77@gmail.com")]
+    kept, record = run(ExactDedup(), rows, tmp_path)
+    assert [ex.id for ex in kept] == ["t:0", "t:1"] and record.rows_rejected == 1

@@ -169,22 +169,24 @@ def test_two_pretty_printed_json_values_are_named_not_extra_data(tmp_path):
 
 
 def test_multimodal_rows_are_rejected_with_counts_by_kind(tmp_path, caplog):
-    """An images column, image_url/input_audio parts and a bare <image> token each reject the row; an empty
-    images list does not (the column is then listed as ignored)."""
+    """An images column and image_url/input_audio parts each reject the row; a bare <image> token with no media in
+    the row is only a review item (it may be text); an empty images list does not reject either (the column is
+    then listed as ignored)."""
     with caplog.at_level(logging.WARNING):
         kept, stage, rejected, _ = validate(tmp_path, "multimodal.jsonl")
-    assert [ex.messages[-1].content for ex in kept] == ["4"]
+    assert [ex.messages[-1].content for ex in kept] == ["Three birds.", "4"]
     assert {i: (r["reason"], r["field"]) for i, r in rejected.items()} == {
         "multimodal:0": ("multimodal_unsupported", "images"),
         "multimodal:1": ("multimodal_unsupported", "messages[0].content[1]"),
         "multimodal:2": ("multimodal_unsupported", "messages[0].content[0]"),
-        "multimodal:3": ("multimodal_unsupported", "messages[0].content"),
     }
     assert "tunesmith trains on text only" in rejected["multimodal:1"]["detail"]
-    assert stage.findings["multimodal"] == {"rows": 4, "by_kind": {"images column": 1, "image_url part": 1,
-                                                                   "input_audio part": 1, "<image> token": 1}}
+    assert stage.findings["multimodal"] == {"rows": 3, "by_kind": {"images column": 1, "image_url part": 1,
+                                                                   "input_audio part": 1}}
+    assert [(r["kind"], r["id"], r["field"]) for r in stage.findings["review"]] == [
+        ("media_token", "multimodal:3", "messages[0].content")]
     assert stage.findings["ignored_columns"] == {"images": 1}  # the kept row's empty list; rejected rows' media not
-    assert "4 rows hold images, audio or video" in caplog.text
+    assert "3 rows hold images, audio or video" in caplog.text
 
 
 def test_every_format_can_be_named_in_the_source_config():

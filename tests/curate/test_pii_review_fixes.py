@@ -217,3 +217,17 @@ def test_chinese_script_adds_the_cn_region(tmp_path):
     assert f["phone_regions_from_script"] == {"CN": 1} and "CN numbers in 1 row(s)" in f["phone_coverage"]
     _, off = run(rows, tmp_path / "off", regions_from_script=False)
     assert off["rows_with_pii"] == 0 and off["phone_regions_from_script"] == {}
+
+
+# --- found by auditing public-format datasets ---------------------------------------------------------------
+
+
+def test_an_email_right_after_chinese_text_is_found():
+    """CJK characters count as word characters for \\w, so an address glued to them was missed."""
+    assert found("联系方式：手机13957162248，邮箱chenjing_dev@163.com，谢谢")[-1:] == [("email", "chenjing_dev@163.com")]
+    assert ("email", "li@qq.com") in found("请发到li@qq.com确认")
+
+
+@pytest.mark.parametrize("text", ["Your DHL tracking number is 2093586184.", "The order number was 4155550123."])
+def test_a_number_named_as_a_tracking_or_order_number_is_not_a_phone(text):
+    assert found(text) == []

@@ -108,8 +108,9 @@ def test_kto_rows_keep_their_boolean_label_and_no_rejected_answer():
 
 
 def test_kto_label_must_be_a_boolean_and_the_words_true_false_are_a_counted_fixup():
-    """'yes' and 1 are refused naming the field; 'false' (a CSV cell) is read as False and counted."""
-    for value in ("yes", 1, None):
+    """'yes' and 2 are refused naming the field; 'false' (a CSV cell) is read as False and counted (1/0: see
+    test_preference_review.py)."""
+    for value in ("yes", 2, None):
         refused = problem({"prompt": "Q", "completion": "A", "label": value}, "kto")
         assert (refused.reason, refused.field) == ("bad_label", "label")
         assert "true (a desirable answer) or false" in refused.detail
@@ -133,7 +134,7 @@ def test_chosen_equal_to_rejected_after_stripping_is_refused():
     ({"prompt": "Q", "chosen": "A", "rejected": 3}, "wrong_type", "rejected"),
     ({"prompt": [user("Q"), {"role": "user"}], "chosen": "A", "rejected": "B"}, "missing_field", "prompt[1].content"),
     ({"prompt": [user("Q"), bot("Hm")], "chosen": "A", "rejected": "B"}, "prompt_not_user", "prompt"),
-    ({"chosen": "The sky is blue.", "rejected": "The sky is green."}, "no_prompt", "prompt"),
+    ({"chosen": [bot("The sky is blue.")], "rejected": [bot("The sky is green.")]}, "no_prompt", "prompt"),
     ({"chosen": [user("Q1"), bot("A")], "rejected": [user("Q2"), bot("B")]}, "no_shared_prompt", "rejected"),
     ({"chosen": [user("Q"), bot("A"), user("more?"), bot("C")], "rejected": [user("Q"), bot("B")]},
      "answer_roles", "chosen[1].role"),

@@ -124,7 +124,7 @@ ROW_CASES = [
     (
         chat(("user", "hi"), ("assistant", "ok"), ("system", "late"), ("user", "x"), ("assistant", "y")),
         "system_not_first",
-        "messages",
+        "messages[2].role",
     ),
     (chat(("user", "hi"), ("asistant", "ok")), "unknown_role", "messages[1].role"),
     (chat(("user", "bell \x07 here"), ("assistant", "ok")), "control_characters", "messages[0].content"),
@@ -182,7 +182,7 @@ def test_lone_surrogate_is_invalid_utf8_and_the_rejected_file_stays_utf8(tmp_pat
     kept, record, rejected = validate(tmp_path, path)
     assert [ex.id for ex in kept] == ["sur:1"]
     assert record.findings["rejected_by_reason"] == {"invalid_utf8": 1}
-    assert rejected["sur:0"]["field"] == "messages[0].content"
+    assert rejected["sur:0"]["field"] == "prompt"  # the input's field, not the converted turn
     assert "surrogate" in rejected["sur:0"]["detail"]
     # the bad text is shown with U+FFFD so the rejected file and the card can be written as UTF-8
     assert rejected["sur:0"]["fields"]["prompt"] == "broken \ufffd text"

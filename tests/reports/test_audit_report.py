@@ -29,6 +29,7 @@ from .html_tags import PageTags
 XSS = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
 SECTION_HEADINGS = [
     "Overview",
+    "Warnings and review items",
     "Funnel",
     "Rejected rows",
     "Exact duplicates",

@@ -10,6 +10,7 @@ audit ends if it holds only a lock no one holds (a waiting audit then locks the 
 
 from __future__ import annotations
 
+import difflib
 import fcntl
 import json
 import os
@@ -40,7 +41,8 @@ WORK_PREFIX, OLD_PREFIX = "tmp-", "old-"  # inside the side folder: the audit be
 
 # the config fields audit fills from its arguments, named as the user typed them
 AUDIT_ARGUMENTS = {("sources", 0, "path"): "path", ("sources", 0, "format"): "--format",
-                   ("sources", 0, "columns"): "--columns", ("tokenizer",): "--tokenizer", ("output_dir",): "--out",
+                   ("sources", 0, "columns"): "--columns", ("sources", 0, "keep_columns"): "--keep-columns",
+                   ("tokenizer",): "--tokenizer", ("output_dir",): "--out",
                    ("stages",): "--stages/--config stages", ("gates",): "--config gates"}
 DEFAULT_TOKENIZER = "smollm2-135m-instruct"
 FROM_CONFIG = ("stages", "gates", "tokenizer", "trust_remote_code")  # what --config lends an audit; the rest is curate's
@@ -48,11 +50,11 @@ FROM_CONFIG = ("stages", "gates", "tokenizer", "trust_remote_code")  # what --co
 
 def audit_config(path: Path, out: Path, fmt: str = "auto", tokenizer: str | None = None, *,
                  columns: dict[str, str] | None = None, stages: list[str] | None = None,
-                 config_file: Path | None = None) -> CurateConfig:
+                 config_file: Path | None = None, keep_columns: list[str] | None = None) -> CurateConfig:
     """The curate config an audit runs: default stages and no gates, or the stages and gates of `config_file`;
     `stages` picks stages by name (with that file's parameters when it has them), validate always first."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem) or "audit"
-    base = {k: v for k, v in read_yaml(config_file).items() if k in FROM_CONFIG} if config_file else {}
+    base = {k: v for k, v in _curate_file(config_file).items() if k in FROM_CONFIG} if config_file else {}
     entries = base.get("stages") or [{"stage": s} for s in AUDIT_STAGES]
     if stages is not None:
         by_name = {e.get("stage"): e for e in entries if isinstance(e, dict)}
@@ -62,7 +64,8 @@ def audit_config(path: Path, out: Path, fmt: str = "auto", tokenizer: str | None
         return CurateConfig(
             name=name, version=AUDIT_VERSION, output_dir=str(out), tokenizer=tokenizer or base.get("tokenizer")
             or DEFAULT_TOKENIZER, trust_remote_code=base.get("trust_remote_code", False),
-            sources=[{"path": str(path), "format": fmt, "columns": columns or {}}], stages=entries,
+            sources=[{"path": str(path), "format": fmt, "columns": columns or {}, "keep_columns": keep_columns or []}],
+            stages=entries,
             gates=base.get("gates", {"min_rows": None}),
         )
     except ValidationError as err:  # an argument the user gave (a file name that is not UTF-8, a bad --format)
@@ -71,9 +74,26 @@ def audit_config(path: Path, out: Path, fmt: str = "auto", tokenizer: str | None
         raise ConfigError("tunesmith audit: " + "; ".join(problems)) from None
 
 
+def _curate_file(path: Path) -> dict:
+    """The --config file's mapping, its top-level keys checked as curate checks them: a misspelled `gate:` would
+    otherwise be skipped with the keys audit does not use, and the audit run without the gates asked for."""
+    data = read_yaml(path)
+    valid = list(CurateConfig.model_fields)
+    problems = []
+    for key in data:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key)[:100], valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{str(key)[:60]!r} is not a curate config key{hint}")
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems) + f" (valid keys: {', '.join(valid)}; audit uses "
+                          f"{', '.join(FROM_CONFIG)})")
+    return data
+
+
 def run_audit(path: Path, out: Path, fmt: str = "auto", tokenizer: str | None = None, **choices) -> Path:
     """Write card.json, report.html, the kept rows and rejected/ into `out` (new, empty or an earlier audit).
-    `choices` are audit_config's columns, stages and config_file."""
+    `choices` are audit_config's columns, keep_columns, stages and config_file."""
     out = Path(os.path.abspath(Path(out).expanduser()))
     if not out.name:
         raise UsageError(f"--out {out}: give a folder below the file system root")

@@ -152,25 +152,39 @@ def warnings_for(findings: dict, config: BiasAudit.Config) -> list[str]:
     if findings["toxicity"]["rows"]:
         tox = findings["toxicity"]
         out.append(f"profanity: {tox['rows']} row(s) ({tox['rate']:.1%}) contain profanity")
-    other = _not_covered(findings["languages"], findings["language_sample_size"])
+    languages, short = findings["languages"], findings.get("language_too_short", 0)
+    other = _not_covered(languages)
     if other > 0.5:
-        out.append(f"languages: {other:.0%} of the sampled rows are not English; the bias lexicons are English-only, "
-                   "so the identity, pronoun, co-occurrence and profanity findings do not cover those rows")
+        out.append(f"languages: {other:.0%} of the sampled rows are not English (counting the {_judged(languages)} "
+                   f"rows long enough to tell{_short_note(short)}); the bias lexicons are English-only, so the "
+                   "identity, pronoun, co-occurrence and profanity findings do not cover those rows")
     return out
 
 
-def _not_covered(languages: dict[str, int], sample: int) -> float:
-    """Share of sampled rows in a language the lexicons do not cover (rows with no text left out)."""
-    judged = sample - languages.get("und", 0)
+def _judged(languages: dict[str, int]) -> int:
+    """Sampled rows whose language was told (too-short rows are not in `languages`; no-text rows are 'und')."""
+    return sum(languages.values()) - languages.get("und", 0)
+
+
+def _not_covered(languages: dict[str, int]) -> float:
+    """Share of the judged sampled rows in a language the lexicons do not cover."""
+    judged = _judged(languages)
     covered = sum(languages.get(code, 0) for code in LANGUAGES_COVERED)
     return 1 - covered / judged if judged > 0 else 0.0
 
 
-def coverage_sentence(languages: dict[str, int], sample: int) -> str:
-    other = _not_covered(languages, sample)
+def _short_note(short: int) -> str:
+    return f"; {short} more sampled row(s) were too short to tell" if short else ""
+
+
+def coverage_sentence(languages: dict[str, int], short: int = 0) -> str:
+    other = _not_covered(languages)
     sentence = "The bias lexicons are English-only: identity terms, pronouns, co-occurrence and profanity are found in English text only."
     if other > 0:
-        sentence += f" {other:.0%} of the sampled rows are in other languages, which these findings do not cover."
+        sentence += (f" {other:.0%} of the sampled rows are in other languages (counting the rows long enough to "
+                     "tell), which these findings do not cover.")
+    if short:
+        sentence += f" {short} sampled row(s) were too short to tell their language."
     return sentence
 
 
@@ -188,6 +202,10 @@ class BiasAudit(Stage):
         )
         language_chars: int = Field(
             300, ge=20, le=1_000_000, description="Characters of each sampled row given to language ID (at most 1,000,000)."
+        )
+        language_min_letters: int = Field(
+            20, ge=1, le=10_000, description="Letters a sampled row needs for its language to be told; shorter rows "
+            "('Sky 0?') are too short for language ID and are counted apart, not as a language."
         )
         imbalance_ratio: float = Field(2.0, gt=1.0, le=1_000_000, description="Warn when he/she (or she/he) exceeds this.")
         min_pronoun_count: int = Field(
@@ -209,11 +227,12 @@ class BiasAudit(Stage):
         for example in examples:
             tally.add(example, lex)
         findings = tally.findings(len(examples))
-        languages, sample_size = self._languages(examples, ctx)
+        languages, sample_size, short = self._languages(examples, ctx)
         findings["languages"] = languages
         findings["language_sample_size"] = sample_size
+        findings["language_too_short"] = short
         findings["languages_covered"] = LANGUAGES_COVERED
-        findings["coverage"] = coverage_sentence(languages, sample_size)
+        findings["coverage"] = coverage_sentence(languages, short)
         findings["warnings"] = warnings_for(findings, self.config)
         for key, value in findings.items():
             ctx.finding(key, value)
@@ -221,16 +240,24 @@ class BiasAudit(Stage):
             log.warning("bias_audit: %s", warning)
         return list(examples)
 
-    def _languages(self, examples: list[Example], ctx: StageContext) -> tuple[dict[str, int], int]:
-        """Language counts over a seeded sample of rows (py3langid, offline)."""
+    def _languages(self, examples: list[Example], ctx: StageContext) -> tuple[dict[str, int], int, int]:
+        """Language counts over a seeded sample of rows (py3langid, offline), the sample size, and the sampled rows
+        too short to tell: language ID guesses wildly on a few words, so those rows count as no language."""
         size = min(len(examples), self.config.language_sample)
         if size == 0:
-            return {}, 0
+            return {}, 0, 0
         import py3langid as langid  # loads its model on first use; kept out of module import
 
         indices = sorted(ctx.rng.sample(range(len(examples)), size))
         counts: Counter[str] = Counter()
+        short = 0
         for i in indices:
             text = examples[i].text()[: self.config.language_chars]
-            counts[langid.classify(text)[0] if text.strip() else "und"] += 1
-        return dict(counts.most_common()), size
+            letters = sum(ch.isalpha() for ch in text)
+            if not text.strip():
+                counts["und"] += 1
+            elif letters < self.config.language_min_letters:
+                short += 1
+            else:
+                counts[langid.classify(text)[0]] += 1
+        return dict(counts.most_common()), size, short

@@ -7,12 +7,13 @@ Both reject a duplicate with the id of the row it duplicates, so the rejected fi
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from typing import Literal
 
 from pydantic import Field
 
-from tunesmith.config import StrictModel
+from tunesmith.config import StrictModel, readable
 from tunesmith.curate import minhash
 from tunesmith.curate.record import Example
 from tunesmith.curate.stage import Stage, StageContext, register_stage
@@ -20,6 +21,7 @@ from tunesmith.curate.stage import Stage, StageContext, register_stage
 log = logging.getLogger(__name__)
 
 MEMBERS_RECORDED = 20  # ids per duplicate group on the card and in the report
+REVIEW_CAP = 50
 TextField = Literal["conversation", "prompt", "response", "system"]
 
 
@@ -48,17 +50,25 @@ def key_text(example: Example, field: TextField) -> str:
     text = field_text(example, field)
     if example.rejected and field in ("conversation", "response"):
         text += "\x1erejected\x1e" + "\n".join(f"{m.role}: {m.content}" for m in example.rejected)
+    # tool calls are trained answers too: two rows that differ only in a call's arguments are different rows
+    calls = [m.tool_calls for m in example.messages if m.tool_calls] if field in ("conversation", "response") else []
+    if calls:
+        text += "\x1ecalls\x1e" + json.dumps(calls, sort_keys=True, ensure_ascii=False)
+    if example.tools is not None and field == "conversation":
+        text += "\x1etools\x1e" + json.dumps(example.tools, sort_keys=True, ensure_ascii=False)
     return text
 
 
 class ExactDedup(Stage):
     """Drop rows whose normalised key fields repeat an earlier row; warn when a key field is near-constant.
 
-    The conversation key keeps the role words: the same contents under other roles is another conversation.
+    The conversation key keeps the role words: the same contents under other roles is another conversation. A KTO
+    row's label is part of the key: the same answer labelled true and false is a contradiction, not a duplicate, so
+    both rows are kept and reported (a warning and a review item per pair).
     """
 
     name = "exact_dedup"
-    version = "2"
+    version = "3"  # 3: the KTO label is part of the key; conflicting labels are reported
 
     class Config(StrictModel):
         fields: list[TextField] = Field(
@@ -81,12 +91,18 @@ class ExactDedup(Stage):
         self._warn_constant_fields(columns, len(examples), ctx)
         first_of: dict[bytes, Example] = {}
         groups: dict[str, list[str]] = {}
+        labels = _LabelConflicts()
+        # two labels contradict only when the answer is in the key; one prompt with a good and a bad answer is KTO
+        answer_keyed = bool({"conversation", "response"} & set(cfg.fields))
         kept = []
         for example, parts in zip(examples, zip(*columns.values())):
-            key = hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            unlabelled = hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            key = unlabelled if example.label is None else unlabelled + (b"T" if example.label else b"F")
             original = first_of.setdefault(key, example)
             if original is example:
                 kept.append(example)
+                if example.label is not None and answer_keyed:
+                    labels.add(unlabelled, example)
             else:
                 groups.setdefault(original.id, []).append(example.id)
                 ctx.reject(example, "exact_duplicate", f"same {'+'.join(cfg.fields)} as {original.id}")
@@ -95,6 +111,7 @@ class ExactDedup(Stage):
         limit = cfg.max_members_recorded
         ctx.finding("groups", [with_total({"kept": k, "dropped": v[:limit]}, "dropped", len(v))
                                for k, v in list(groups.items())[:100]])
+        labels.report(ctx, cfg.fields)
         return kept
 
     def _warn_constant_fields(self, columns: dict[str, list[str]], rows: int, ctx: StageContext) -> None:
@@ -109,6 +126,44 @@ class ExactDedup(Stage):
         for warning in warnings:
             log.warning("exact_dedup: %s", warning)
         ctx.finding("warnings", warnings)
+
+
+class _LabelConflicts:
+    """KTO rows whose key fields match but whose labels differ: the first row of each label per unlabelled key."""
+
+    def __init__(self) -> None:
+        self.first: dict[bytes, dict[bool, Example]] = {}
+        self.pairs: list[tuple[Example, Example]] = []  # (the earlier row, the row with the other label)
+
+    def add(self, unlabelled: bytes, example: Example) -> None:
+        """Called for the first row of each (key, label), so a key pairs at most once: true with false."""
+        seen = self.first.setdefault(unlabelled, {})
+        seen[example.label] = example
+        other = seen.get(not example.label)
+        if other is not None:
+            self.pairs.append((other, example))
+
+    def report(self, ctx: StageContext, fields: list[str]) -> None:
+        """Findings, a warning and review items for the conflicting pairs (nothing when there are none)."""
+        if not self.pairs:
+            return
+        key = "+".join(fields)
+        ctx.finding("conflicting_labels", {"pairs": len(self.pairs), "rows": 2 * len(self.pairs)})
+        a, b = self.pairs[0]
+        warning = (f"{readable(len(self.pairs))} KTO answer(s) appear labelled both true and false (same {key}, "
+                   f"e.g. {a.id} and {b.id}); KTO would push the same answer up and down: keep the right label and "
+                   "drop the other row (see exact_dedup's review items)")
+        log.warning("exact_dedup: %s", warning)
+        ctx.finding("warnings", [*ctx.findings.get("warnings", []), warning])
+        ctx.finding("review", [_conflict_item(first, second, key) for first, second in self.pairs[:REVIEW_CAP]])
+        ctx.finding("review_total", len(self.pairs))
+
+
+def _conflict_item(first: Example, second: Example, key: str) -> dict:
+    answer = "\n".join(m.content for m in second.messages if m.role == "assistant")
+    return {"kind": "conflicting_label", "id": second.id, "where": second.where, "field": "label",
+            "text": answer[:300], "detail": f"this row is labelled {str(second.label).lower()} and {first.id} "
+            f"({first.where}) is labelled {str(first.label).lower()} with the same {key}: one of the two is wrong"}
 
 
 def with_total(group: dict, key: str, total: int) -> dict:

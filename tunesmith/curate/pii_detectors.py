@@ -20,7 +20,8 @@ from tunesmith.curate.pii_phones import DATE, Candidate, Phones, Window, script_
 
 PII_TYPES = ("email", "phone", "credit_card", "ip_address", "iban", "ssn", "api_key")
 
-_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![\w-])")
+# ASCII edges, not \w: Chinese or Japanese text runs straight into an address ("邮箱chen@163.com")
+_EMAIL = re.compile(r"(?<![A-Za-z0-9_.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![A-Za-z0-9_-])")
 _API_KEY = re.compile(
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
     r"|\bgh[pousr]_[A-Za-z0-9]{36,}\b"

@@ -21,7 +21,7 @@ Candidate = tuple[int, int, str, str]  # start, end, value, normalised value (di
 # words after which a number is an identifier, not a phone
 _NOT_PHONE_BEFORE = re.compile(
     r"\b(?:id|ids|order|ref|reference|invoice|ticket|serial|isbn|sku|tracking|account|acct|po|case|item|"
-    r"part|model|batch|lot)\s*(?:no\.?|number|#)?\s*[:#=]?\s*$",
+    r"part|model|batch|lot)\s*(?:no\.?|number|#)?(?:\s+(?:is|was))?\s*[:#=]?\s*$",
     re.IGNORECASE,
 )
 DATE = re.compile(r"(?:19|20)\d\d[-./ ]\d\d?[-./ ]\d\d?|\d\d?[-./ ]\d\d?[-./ ](?:19|20)\d\d")

@@ -2,7 +2,9 @@
 
 The shapes are the documented ones: TRL's preference and unpaired-preference formats, plain or conversational,
 with an explicit or an implicit prompt (https://huggingface.co/docs/trl/dataset_formats), Anthropic HH-RLHF
-transcripts ("\\n\\nHuman: ... \\n\\nAssistant: ..."), and LLaMA-Factory's ShareGPT ranking format. `validate`
+transcripts ("\\n\\nHuman: ... \\n\\nAssistant: ..."), and LLaMA-Factory's ShareGPT ranking format. An implicit
+prompt is the shared first turns of two conversations or, for plain strings, their shared leading words (as TRL's
+`maybe_extract_prompt` does, cut at a word boundary). `validate`
 calls `preference_example` for these formats; the row then carries the prompt plus the chosen answer in
 `messages` and the rejected answer in `rejected`, grouped by its prompt so `split` keeps a prompt on one side.
 Such a card records `task: preference` (or `kto`); training on it comes later, so `train` refuses it.
@@ -11,6 +13,7 @@ Such a card records `task: preference` (or `kto`); training on it comes later, s
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,7 @@ ANSWER_ROLES = ("assistant", "tool")
 # an HH-RLHF transcript: turns introduced by "\n\nHuman:" and "\n\nAssistant:" (the first may start the text)
 _TRANSCRIPT_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
 _LABEL_WORDS = {"true": True, "false": False}
+_LABEL_NUMBERS = {"1": True, "0": False}  # 1/0 labels (JSON ints, CSV cells) as many KTO exports write them
 
 
 def task_of(fmt: str) -> str:
@@ -85,8 +89,8 @@ def preference_example(example: Example, fmt: str, fields: dict[str, Any], fixup
         prompt, chosen, rejected = _pair(fields, fixups)
         prompt, label = _system(fields) + prompt, None
     _check(prompt, chosen, rejected, fmt)
-    if fmt == "preference" and fields.get("prompt") is None:
-        fixups["prompt_from_shared_turns"] += 1  # counted once the row is known to be usable
+    if fmt == "preference" and fields.get("prompt") is None:  # counted once the row is known to be usable
+        fixups["prompt_from_shared_text" if _plain_texts(fields) else "prompt_from_shared_turns"] += 1
     return example.replace(messages=tuple(prompt + chosen), rejected=tuple(rejected), label=label,
                            group=prompt_group(prompt))
 
@@ -98,7 +102,9 @@ def prompt_group(prompt: list[Message]) -> str:
 
 
 def _pair(fields: dict[str, Any], fixups: Counter) -> tuple[list[Message], list[Message], list[Message]]:
-    """TRL preference rows: an explicit prompt, or whole conversations whose shared turns are the prompt."""
+    """TRL preference rows: an explicit prompt, or whole conversations (or texts) whose shared start is the prompt."""
+    if _plain_texts(fields):
+        return _split_text(fields["chosen"], fields["rejected"])
     chosen, rejected = _answer(fields, "chosen", fixups), _answer(fields, "rejected", fixups)
     if fields.get("prompt") is None:
         return _split_shared(chosen, rejected)
@@ -111,6 +117,41 @@ def _pair(fields: dict[str, Any], fixups: Counter) -> tuple[list[Message], list[
         raise RowProblem("prompt_mismatch", "prompt", f"field 'prompt' ({preview(_last_user(prompt), 60)}) is not "
                          f"the last user turn that chosen and rejected share ({preview(_last_user(shared), 60)})")
     return shared, chosen, rejected
+
+
+def _plain_texts(fields: dict[str, Any]) -> bool:
+    """No prompt, and chosen and rejected are plain strings that are not HH transcripts: TRL's implicit text prompt."""
+    chosen, rejected = fields.get("chosen"), fields.get("rejected")
+    return (fields.get("prompt") is None and isinstance(chosen, str) and isinstance(rejected, str)
+            and _transcript(chosen) is None)
+
+
+def _split_text(chosen: str, rejected: str) -> tuple[list[Message], list[Message], list[Message]]:
+    """(prompt, chosen, rejected) from two texts: their longest shared start, cut where no word is split, is the
+    user prompt; the rests (with their leading space, as in TRL's " blue.") are the answers."""
+    if chosen.strip() == rejected.strip():
+        raise RowProblem("chosen_equals_rejected", "rejected", "chosen and rejected are the same text, so the pair "
+                         f"prefers nothing: {preview(chosen, 80)}")
+    cut = len(os.path.commonprefix([chosen, rejected]))
+    while cut > 0 and not (_boundary(chosen, cut) and _boundary(rejected, cut)):
+        cut -= 1
+    prompt = chosen[:cut].rstrip()
+    if not prompt.strip():
+        raise RowProblem("no_shared_prompt", "rejected", "the row has no 'prompt' and chosen and rejected share no "
+                         f"leading words ({preview(chosen, 40)} vs {preview(rejected, 40)}), so the prompt is unknown; "
+                         "give a 'prompt' column (or map one with `columns:`)")
+    for key, text in (("chosen", chosen), ("rejected", rejected)):
+        if not text[len(prompt):].strip():
+            raise RowProblem("empty_answer", key, f"the row has no 'prompt', and all of {key} ({preview(text, 60)}) is "
+                             "text it shares with the other answer, so taking the shared text as the prompt leaves "
+                             f"{key} empty; give a 'prompt' column")
+    return [Message("user", prompt)], [Message("assistant", chosen[len(prompt):])], [
+        Message("assistant", rejected[len(prompt):])]
+
+
+def _boundary(text: str, i: int) -> bool:
+    """Whether a cut before text[i] splits no word (letters or digits on both sides would be one word cut in two)."""
+    return i == 0 or i >= len(text) or not (text[i - 1].isalnum() and text[i].isalnum())
 
 
 def _sharegpt_pair(fields: dict[str, Any]) -> tuple[list[Message], list[Message], list[Message]]:
@@ -191,15 +232,20 @@ def _system(fields: dict[str, Any]) -> list[Message]:
 
 
 def _label(value: Any, fixups: Counter) -> bool:
-    """KTO's label: a JSON boolean; the words true/false (a CSV cell) are read as one and counted as a fix-up."""
+    """KTO's label: a JSON boolean; the words true/false and the numbers 1/0 (JSON ints or CSV cells) are read as
+    one and counted as a fix-up."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in _LABEL_WORDS:
+    word = str(value) if type(value) is int else value.strip().lower() if isinstance(value, str) else None
+    if word in _LABEL_WORDS:
         fixups["label_from_text"] += 1
-        return _LABEL_WORDS[value.strip().lower()]
+        return _LABEL_WORDS[word]
+    if word in _LABEL_NUMBERS:
+        fixups["label_from_number"] += 1
+        return _LABEL_NUMBERS[word]
     said = "missing" if value is None else f"{preview(value, 40)} ({type(value).__name__})"
     raise RowProblem("bad_label", "label", f"field 'label' is {said}; KTO labels are true (a desirable answer) "
-                     "or false (an undesirable one)")
+                     "or false (an undesirable one), written as a JSON boolean, true/false or 1/0")
 
 
 def _check(prompt: list[Message], chosen: list[Message], rejected: list[Message], fmt: str) -> None:

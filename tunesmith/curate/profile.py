@@ -32,6 +32,7 @@ REVIEW_CAP = 50
 # (<= LABEL_VALUES) and mostly short: sharing them across prompts is the task, not memorising
 LABEL_VALUES = 20
 LABEL_WORDS, LABEL_SHORT_WORDS, LABEL_SHARE = 3, 10, 0.8
+KTO_MINORITY_SHARE = 0.1  # KTO learns from desirable and undesirable answers: warn when one side is under this
 
 
 def _hash(text: str) -> int:
@@ -138,12 +139,16 @@ class ColumnProfile:
         self.answer_prompts = array("Q")  # per row with an answer: its prompt's hash, aligned with roles["assistant"]
         self.prompt = _Column()  # the whole prompt (every non-answer turn): constant only if it never varies
         self.answer_words = {LABEL_WORDS: 0, LABEL_SHORT_WORDS: 0}  # answers of at most this many words
+        self.kto_labels = {True: 0, False: 0}  # KTO rows' labels, counted over every row (not capped by max_rows)
         self._cached: tuple[int, dict[str, Any]] | None = None
 
     def add(self, fields: dict[str, Any] | None, messages: Any, example: Any = None) -> None:
         """Count one kept row: its raw input `fields`, its `messages` (role/content turns) and, when given, the
         `example` it became (for the review items' id and where, and its rejected answer on preference rows)."""
         self.rows += 1
+        label = getattr(example, "label", None)
+        if label is not None:
+            self.kto_labels[label] += 1
         if self.rows > self.max_rows:
             return
         if fields:
@@ -214,6 +219,9 @@ class ColumnProfile:
         }
         if self.field_kinds:
             out["not_profiled"] = dict(self.field_kinds)
+        true, false = self.kto_labels[True], self.kto_labels[False]
+        if true + false:
+            out["kto_labels"] = {"true": true, "false": false, "true_share": round(true / (true + false), 4)}
         notes = []
         answer = self.roles.get("assistant")
         if answer is not None and len(answer.hashes):
@@ -258,6 +266,7 @@ class ColumnProfile:
         found = self.findings()
         out = self._constant_prompt(found) if self._near_constant(found["prompt"]) else []
         out += self._placeholder_warning(found)
+        out += _label_balance_warning(found.get("kto_labels"))
         identical = found.get("identical_responses")
         rows = found["roles"].get("assistant", {}).get("rows", 0)
         if (identical and "answer_labels" not in found and rows >= self.min_rows
@@ -310,3 +319,17 @@ class ColumnProfile:
     def review_items(self) -> list[dict[str, Any]]:
         """Rows with template placeholders (first 50); `findings()["placeholders"]["rows"]` is the full count."""
         return list(self.review)
+
+
+def _label_balance_warning(labels: dict[str, Any] | None) -> list[str]:
+    """A sentence when one KTO label is under KTO_MINORITY_SHARE of the labelled rows."""
+    if not labels:
+        return []
+    rows = labels["true"] + labels["false"]
+    side, count = min((("false", labels["false"]), ("true", labels["true"])), key=lambda pair: pair[1])
+    if count / rows >= KTO_MINORITY_SHARE:
+        return []
+    kind = "undesirable" if side == "false" else "desirable"
+    return [f"KTO labels: only {readable(count)} of {readable(rows)} rows ({count / rows:.0%}) are labelled {side} "
+            f"({kind} answers); KTO learns from both desirable and undesirable answers, so add {side} rows "
+            "(see validate's profile, kto_labels)"]

@@ -1,4 +1,4 @@
-"""One reader per file type (JSONL, JSON, CSV, Parquet, hub dataset), each turning a file into raw Examples.
+"""One reader per file type (JSONL, JSON, CSV/TSV, Parquet, hub dataset), each turning a file into raw Examples.
 
 A reader never drops a row: a line that is not UTF-8, not valid JSON, not an object or not a well-formed CSV
 record becomes an Example with `problem` set, which `validate` rejects with its file and line. A file that
@@ -27,6 +27,7 @@ _WIDE_BOMS = [(codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), 
 log = logging.getLogger(__name__)
 JSON_COLUMNS = ("messages", "conversations")  # CSV cells holding a conversation as a JSON array
 NOT_UTF8 = "not_utf8_bytes"  # key of the stand-in for binary values that are not UTF-8 text
+_ARRAY_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\[")  # a BOM, blank space, then `[`
 
 
 class SourceError(UsageError):
@@ -60,6 +61,9 @@ def parse_jsonl(path: Path, name: str) -> list[Example]:
     with open(path, "rb") as handle:
         data = handle.read()
     _check_encoding(path, data)
+    if _json_array(data):  # a pretty-printed array would be read line by line as a run of broken rows
+        log.info("%s: the .jsonl file holds one JSON array of rows; reading it as JSON", path)
+        return _json_rows(path, name, json.loads(data.decode("utf-8-sig")))
     # JSON strings cannot hold a raw CR or LF, so \r, \n and \r\n all end a line (old Mac files use \r alone)
     for line_no, raw in enumerate(data.splitlines(), start=1):
         if not raw.strip():
@@ -126,6 +130,10 @@ def parse_json(path: Path, name: str) -> list[Example]:
         value = value[lists[0]]
     if not isinstance(value, list):
         raise SourceError(f"{path}: expected a JSON array of rows, found a {_json_type(value)}")
+    return _json_rows(path, name, value)
+
+
+def _json_rows(path: Path, name: str, value: list) -> list[Example]:
     examples = []
     for row, item in enumerate(value):
         if isinstance(item, dict):
@@ -136,22 +144,39 @@ def parse_json(path: Path, name: str) -> list[Example]:
     return examples
 
 
+def _json_array(data: bytes) -> bool:
+    """A JSON array saved as .jsonl: it starts with `[` and the whole file is one JSON array.
+
+    A JSON Lines file can start with `[` only if its first row is an array, which is not a row; such a file as a
+    whole then fails to parse (two values), so it keeps being read line by line and that row is named. An array
+    on a single line is one JSON Lines row (not an object, so rejected naming its line), not a file of rows.
+    """
+    if not _ARRAY_START.match(data) or b"\n" not in data.strip():  # a match, not lstrip: no copy of a large file
+        return False
+    try:
+        return isinstance(json.loads(data.decode("utf-8-sig")), list)
+    except (ValueError, RecursionError):  # also UnicodeDecodeError: the line reader names the bad line
+        return False
+
+
 def _json_lines(text: str, err: json.JSONDecodeError) -> bool:
     """A JSON Lines file saved as .json: an object filling the first line, then more (json.loads: "Extra data")."""
     first = text.lstrip()
     return first.startswith("{") and "\n" not in text[len(text) - len(first) : err.pos].rstrip()
 
 
-def _csv_header(path: Path, reader) -> list[str]:
+def _csv_header(path: Path, reader, delimiter: str) -> list[str]:
+    kind = "TSV" if delimiter == "\t" else "CSV"
     try:
         header = next(reader, None)
     except csv.Error as err:
-        raise SourceError(f"{path}:1: the header row is not valid CSV ({err})") from None
+        raise SourceError(f"{path}:1: the header row is not valid {kind} ({err})") from None
     if not header:
-        raise SourceError(f"{path}: the CSV file is empty (no header row)")
-    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
-        raise SourceError(f"{path}:1: the header {header[0]!r} is one column; tunesmith reads comma-separated files "
-                          "(save it with ',' between columns)")
+        raise SourceError(f"{path}: the {kind} file is empty (no header row)")
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t|,".replace(delimiter, "")):
+        fix = ("a .tsv file is read with tabs between columns" if delimiter == "\t" else
+               "a .csv file is read with ',' between columns; save it so, or name a tab-separated file .tsv")
+        raise SourceError(f"{path}:1: the header {header[0]!r} is one column; {fix}")
     seen: dict[str, int] = {}
     for i, column in enumerate(header, start=1):
         if column in seen:
@@ -177,12 +202,17 @@ def _csv_row(base: dict, header: list[str], cells: list[str]) -> Example:
     return Example(**base, fields=fields)
 
 
-def parse_csv(path: Path, name: str) -> list[Example]:
-    text = _decode(path, path.read_bytes(), "CSV")
+def parse_tsv(path: Path, name: str) -> list[Example]:
+    """Tab-separated values, read as CSV with a tab between cells (quotes work as in CSV)."""
+    return parse_csv(path, name, delimiter="\t")
+
+
+def parse_csv(path: Path, name: str, delimiter: str = ",") -> list[Example]:
+    text = _decode(path, path.read_bytes(), "TSV" if delimiter == "\t" else "CSV")
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # a cell may be as long as the whole file
     # strict: a stray quote is an error for that row, not a silent merge of the rows after it into one cell
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header = _csv_header(path, reader)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter)
+    header = _csv_header(path, reader, delimiter)
     examples, row, line_start, lines_of_text = [], 0, 2, None
     while True:
         base = {"id": f"{name}:{row}", "source": str(path), "row": row, "line": line_start}

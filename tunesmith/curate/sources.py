@@ -20,7 +20,15 @@ from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import SourceRecord
 from tunesmith.config import StrictModel, home_path
 from tunesmith.curate.preference import PREFERENCE_FORMATS, PREFERENCE_KEYS
-from tunesmith.curate.readers import SourceError, parse_csv, parse_json, parse_jsonl, read_hub, read_parquet
+from tunesmith.curate.readers import (
+    SourceError,
+    parse_csv,
+    parse_json,
+    parse_jsonl,
+    parse_tsv,
+    read_hub,
+    read_parquet,
+)
 from tunesmith.curate.record import Example
 
 log = logging.getLogger(__name__)
@@ -28,7 +36,9 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 SFT_FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt", "text")
 FORMATS = (*SFT_FORMATS, *PREFERENCE_FORMATS)
-FILE_TYPES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+FILE_TYPES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+              ".parquet": "parquet"}
+READERS = {"jsonl": parse_jsonl, "json": parse_json, "csv": parse_csv, "tsv": parse_tsv, "parquet": read_parquet}
 # keys that identify each format, most specific first: a preference row may also hold `prompt` or `conversations`,
 # and `text` often rides along with a row's real turns, so it comes last
 FORMAT_KEYS: list[tuple[str, set[str]]] = [
@@ -44,9 +54,9 @@ FORMAT_KEYS: list[tuple[str, set[str]]] = [
 
 
 class SourceConfig(StrictModel):
-    path: str = Field(description="File path (.jsonl, .json, .csv, .parquet) or a Hugging Face dataset id.")
+    path: str = Field(description="File path (.jsonl, .json, .csv, .tsv, .parquet) or a Hugging Face dataset id.")
     name: str | None = Field(None, description="Short name used in row ids; defaults to the file stem.")
-    type: Literal["auto", "jsonl", "json", "csv", "parquet", "hub"] = Field(
+    type: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "hub"] = Field(
         "auto", description="How to read the source; auto goes by the file extension."
     )
     format: Literal["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text", "preference",
@@ -54,7 +64,8 @@ class SourceConfig(StrictModel):
         "auto", description="Row format; auto detects it from the column names (preference and kto rows first)."
     )
     columns: dict[str, str] = Field(
-        default_factory=dict, description="Rename input columns to the format's names, e.g. {question: prompt}."
+        default_factory=dict, description="Rename input columns to the format's names, e.g. {question: prompt}; "
+        "two columns may not be renamed to one name."
     )
     hub_split: str = Field("train", description="Split to read from a hub dataset.")
     revision: str | None = Field(None, description="Revision (commit or tag) of a hub dataset.")
@@ -68,6 +79,19 @@ class SourceConfig(StrictModel):
     def _utf8_text(cls, value: str | None, info: ValidationInfo) -> str | None:
         fix = "rename the file to a UTF-8 name" if info.field_name == "path" else "give a name in UTF-8 text"
         return value if value is None else require_utf8(value, fix)
+
+    @field_validator("columns")
+    @classmethod
+    def _one_column_per_name(cls, value: dict[str, str]) -> dict[str, str]:
+        """Two renames onto one name would let one column silently overwrite the other in every row."""
+        onto: dict[str, list[str]] = {}
+        for old, new in value.items():
+            onto.setdefault(new, []).append(old)
+        clashes = [f"{' and '.join(map(repr, olds))} both to {new!r}" for new, olds in onto.items() if len(olds) > 1]
+        if clashes:
+            raise ValueError(f"renames {'; '.join(clashes)}, and one column would overwrite the other; "
+                             "rename only one of them to each name")
+        return value
 
     @field_validator("path")
     @classmethod
@@ -102,7 +126,9 @@ def file_type(config: SourceConfig) -> str:
         return FILE_TYPES[suffix]
     if not Path(config.path).exists() and config.path.count("/") == 1:
         return "hub"
-    raise SourceError(f"{config.path}: cannot tell the file type from {suffix!r}; set `type:` on the source")
+    known = ", ".join(FILE_TYPES)
+    raise SourceError(f"{config.path}: cannot tell the file type from {suffix!r}; tunesmith reads {known} files "
+                      "(and hub datasets): save or rename the file as one of them, or set `type:` on a curate source")
 
 
 def detect_format(rows: list[dict[str, Any]], path: str) -> str:
@@ -115,11 +141,11 @@ def detect_format(rows: list[dict[str, Any]], path: str) -> str:
                 break
     if not votes:
         seen = sorted({k for row in rows[:20] for k in row})
+        expected = " | ".join(f"{'+'.join(sorted(keys))} ({fmt})" for fmt, keys in FORMAT_KEYS)
         raise SourceError(
-            f"{path}: cannot detect the format from columns {seen}; expected one of "
-            "messages | conversations | instruction+output (or +response) | prompt+completion | prompt+chosen+rejected "
-            "| prompt+completion+label | text. "
-            "Set `format:` and `columns:` on the source."
+            f"{path}: cannot detect the format from columns {seen}; expected the columns of one of: {expected}. "
+            "Rename the columns with `columns:` on the source (audit: --columns OLD=NEW), or set `format:` "
+            "(audit: --format)."
         )
     return max(votes, key=votes.get)
 
@@ -133,17 +159,15 @@ def read_source(config: SourceConfig) -> tuple[list[Example], SourceRecord]:
     if kind != "hub" and not path.is_file():
         what = "not a regular file" if path.exists() else "file not found"
         raise SourceError(f"{config.path}: {what}")
-    readers = {"jsonl": parse_jsonl, "json": parse_json, "csv": parse_csv, "parquet": read_parquet}
     try:
         examples = (read_hub(config.path, config.hub_split, config.revision, name) if kind == "hub"
-                    else readers[kind](path, name))
+                    else READERS[kind](path, name))
     except OSError as err:  # unreadable file (permissions, a device error): say which
         raise SourceError(f"{config.path}: cannot read the file ({err.strerror or err})") from None
     if not examples:
         raise SourceError(f"{config.path}: no rows (the file is empty or holds only blank lines or a header); "
                           "check the path or remove this source")
-    if config.columns:
-        _rename_columns(examples, config)
+    warnings = _rename_columns(examples, config) if config.columns else []
     parsed = [ex.fields for ex in examples if ex.fields is not None]
     if config.format != "auto":
         fmt = config.format
@@ -157,7 +181,7 @@ def read_source(config: SourceConfig) -> tuple[list[Example], SourceRecord]:
             _keep_columns(ex, config.keep_columns)
     sha = sha256_file(path) if kind != "hub" else None
     log.info("read %d rows from %s (%s, format %s)", len(examples), config.path, kind, fmt)
-    return examples, SourceRecord(path=config.path, format=fmt, rows=len(examples), sha256=sha)
+    return examples, SourceRecord(path=config.path, format=fmt, rows=len(examples), sha256=sha, warnings=warnings)
 
 
 def _keep_columns(example: Example, columns: list[str]) -> None:
@@ -173,13 +197,25 @@ def _keep_columns(example: Example, columns: list[str]) -> None:
             example.detail = f"kept column {column!r} holds an unpaired UTF-16 surrogate (broken text)"
 
 
-def _rename_columns(examples: list[Example], config: SourceConfig) -> None:
-    """Apply `columns:` in place (the reader owns these fresh records); refuse a rename onto an existing column."""
+def _rename_columns(examples: list[Example], config: SourceConfig) -> list[str]:
+    """Apply `columns:` in place (the reader owns these fresh records); refuse a rename onto an existing column.
+
+    Returns a warning for each renamed column that no row has (a typo, or the mapping of another file), which is
+    logged too: the rename did nothing, so the row is read by the names it has.
+    """
+    unused = dict(config.columns)
     for ex in examples:
         if not ex.fields:
             continue
+        for old in [k for k in unused if k in ex.fields]:
+            del unused[old]
         for old, new in config.columns.items():
             if old in ex.fields and new in ex.fields and new not in config.columns:
                 raise SourceError(f"{ex.where}: `columns:` renames {old!r} to {new!r}, but the row already has a "
                                   f"{new!r} column; rename or drop one of them")
         ex.fields = {config.columns.get(k, k): v for k, v in ex.fields.items()}
+    warnings = [f"{config.path}: `columns:` renames {old!r} to {new!r}, but no row has a {old!r} column, so the "
+                "rename does nothing; check the column's name" for old, new in unused.items()]
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings

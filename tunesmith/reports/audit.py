@@ -252,6 +252,7 @@ def _bias(stage: StageRecord) -> dict[str, Any]:
         "toxicity": _terms(tox, "rows") | {"rate": _num(tox.get("rate"), None)} if tox else None,
         "languages": _by_count(f.get("languages")),
         "language_sample_size": f.get("language_sample_size"),
+        "language_too_short": _num(f.get("language_too_short"), None),
         "coverage": f.get("coverage") if isinstance(f.get("coverage"), str) else None,
     }
 
@@ -357,10 +358,10 @@ def _other_findings(card: DatasetCard) -> list[dict[str, str]]:
 # Stage name -> (section builder, the findings it renders); a stage's other findings go to "Other findings".
 SECTIONS: dict[str, tuple[Callable[[StageRecord], dict[str, Any]], str]] = {
     "validate": (_validate, "fixups formats ignored_columns multimodal profile"),
-    "exact_dedup": (_exact_dedup, "duplicates groups key_fields warnings"),
+    "exact_dedup": (_exact_dedup, "duplicates groups key_fields warnings conflicting_labels"),
     "near_dedup": (_near_dedup, "num_clusters duplicate_rows params clusters clusters_file"),
     "pii": (_pii, "counts rows_with_pii examples action in_code in_code_rows allowlisted phone_regions phone_regions_from_script phone_coverage"),
-    "bias_audit": (_bias, "identity_terms pronouns cooccurrence toxicity languages language_sample_size warnings coverage languages_covered"),
+    "bias_audit": (_bias, "identity_terms pronouns cooccurrence toxicity languages language_sample_size warnings coverage languages_covered language_too_short"),
     "token_stats": (
         _tokens,
         "tokenizer max_seq_len length histogram truncated_rows truncated_example_ids trainable_tokens zero_trainable_rows "
