@@ -283,3 +283,19 @@ def test_known_angle_names_and_template_words_are_data_not_placeholders():
     assert find_placeholders("In the template, {{ title }} is replaced by the page title.") == []
     assert find_placeholders("Dear {{ customer }}, your parcel left today.") == [("double_brace", "{{ customer }}")]
     assert find_placeholders("Your ticket {ticket_id} is closed.") == [("single_brace", "{ticket_id}")]
+
+
+def test_a_placeholder_in_a_rejected_answer_is_named_as_the_rejected_side():
+    """A preference row's rejected answer is not what the model learns to write: its review item says so."""
+    example = Example(id="p:0", source="p.jsonl", row=0, line=1,
+                      messages=(Message("user", "Email the client."), Message("assistant", "Done, I sent it.")),
+                      rejected=(Message("assistant", "Hi [Client Name], thanks, [Your Name]"),))
+    profile = ColumnProfile()
+    profile.add({}, example.messages, example=example)
+    [item] = profile.review_items()
+    assert item["field"] == "rejected" and "rejected answer" in item["detail"]
+    assert profile.findings()["placeholders"]["rows"] == 1
+
+
+def test_a_placeholder_named_in_chinese_is_found():
+    assert find_placeholders("亲爱的{{姓名}}，祝你生日快乐！") == [("double_brace", "{{姓名}}")]

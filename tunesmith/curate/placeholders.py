@@ -33,7 +33,7 @@ _TEMPLATE_WORD = re.compile(r"\btemplat(?:e|es|ed|ing)\b", re.IGNORECASE)
 NEARBY = 120  # characters either side of a brace span in which "template" means the braces are being explained
 _HTML_TAG = re.compile(r"</?[a-z][a-z0-9-]*(?:\s[^<>\n]*)?/?>")  # <span>, </div>, <input type="x"/>
 _KINDS = (
-    ("double_brace", re.compile(r"\{\{\s*[A-Za-z_][\w.]*\s*\}\}")),
+    ("double_brace", re.compile(r"\{\{\s*[^\W\d][\w.]*\s*\}\}")),  # any script: {{name}}, {{姓名}}
     # an identifier of 2+ characters in single braces: not part of {{ }}, a ${x}, \cmd{x}, ^{x}, }{x}, f'{x}' or a
     # URL path (/users/{id}/items); {x} and {x1} are set or math notation
     ("single_brace", re.compile(r"(?<![{\w$\\^_}%#'\"`/])\{(?![A-Za-z]\d*\})[A-Za-z_]\w*\}(?![}\w(/])")),
