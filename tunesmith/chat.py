@@ -175,12 +175,8 @@ def encode_texts(tokenizer, texts: Sequence[str], contents: Sequence[list[Span]]
     return encoded
 
 
-def encode_conversations(tokenizer, conversations: Sequence[Sequence[tuple[str, str]]]):
-    """Per conversation: all its token ids and the mask of trained (assistant) tokens, untruncated.
-
-    Training, evaluation and curation's token statistics all count through this, so they agree.
-    """
-    texts, spans, contents = _render_rows(tokenizer, conversations)
+def _encode_with_masks(tokenizer, texts, contents, spans) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Encode rendered rows; a token is trained when it starts inside one of its row's assistant spans."""
     encoded = []
     for (ids, starts), row_spans in zip(encode_texts(tokenizer, texts, contents), spans):
         starts_at = np.asarray(starts, dtype=np.int64)
@@ -189,6 +185,15 @@ def encode_conversations(tokenizer, conversations: Sequence[Sequence[tuple[str, 
             trained |= (starts_at >= lo) & (starts_at < hi)
         encoded.append((np.asarray(ids, dtype=np.int64), trained))
     return encoded
+
+
+def encode_conversations(tokenizer, conversations: Sequence[Sequence[tuple[str, str]]]):
+    """Per conversation: all its token ids and the mask of trained (assistant) tokens, untruncated.
+
+    Training, evaluation and curation's token statistics all count through this, so they agree.
+    """
+    texts, spans, contents = _render_rows(tokenizer, conversations)
+    return _encode_with_masks(tokenizer, texts, contents, spans)
 
 
 def encode_prompts(tokenizer, conversations: Sequence[Sequence[dict]]) -> list[list[int]]:
@@ -333,11 +338,4 @@ def encode_tool_rows(tokenizer, rows: list[dict]) -> list[tuple[np.ndarray, np.n
         texts.append(text)
         spans.append(row_spans)
         contents.append(_spans_by_search(text, [m["role"] for m in messages], [m["content"] for m in messages], "")[1])
-    encoded = []
-    for (ids, starts), row_spans in zip(encode_texts(tokenizer, texts, contents), spans):
-        starts_at = np.asarray(starts, dtype=np.int64)
-        trained = np.zeros(len(ids), dtype=bool)
-        for lo, hi in row_spans:
-            trained |= (starts_at >= lo) & (starts_at < hi)
-        encoded.append((np.asarray(ids, dtype=np.int64), trained))
-    return encoded
+    return _encode_with_masks(tokenizer, texts, contents, spans)

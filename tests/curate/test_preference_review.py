@@ -10,34 +10,18 @@ from collections import Counter
 import pytest
 
 from tests.curate.rows import chat_row
+from tests.curate.test_preference import problem, read, turns
 from tunesmith.artifacts import read_card
 from tunesmith.curate.bias import BiasAudit
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.dedup import ExactDedup
-from tunesmith.curate.formats import RowProblem
 from tunesmith.curate.pipeline import run_curate
-from tunesmith.curate.preference import preference_example
 from tunesmith.curate.profile import ColumnProfile
 from tunesmith.curate.record import Example, Message
 from tunesmith.curate.stage import StageContext
 
 STAGES = [{"stage": "validate"}, {"stage": "exact_dedup"}, {"stage": "token_stats", "max_seq_len": 128},
           {"stage": "split", "ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}}]
-
-
-def read(fields, fmt="preference", fixups=None):
-    raw = Example(id="p:0", source="p.jsonl", row=0, line=1, format=fmt, fields=fields)
-    return preference_example(raw, fmt, fields, Counter() if fixups is None else fixups)
-
-
-def problem(fields, fmt="preference") -> RowProblem:
-    with pytest.raises(RowProblem) as caught:
-        read(fields, fmt)
-    return caught.value
-
-
-def turns(messages):
-    return [(m.role, m.content) for m in messages]
 
 
 # 1. TRL's implicit prompt on plain strings
