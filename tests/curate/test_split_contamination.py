@@ -370,3 +370,15 @@ def test_eval_file_rate_counts_the_eval_rows_found_in_training(tmp_path):
     assert record.findings["rates"]["held_out"] == {"rows": 0, "contaminated": 0, "rate": 0.0}
     assert record.findings["contamination_rate"] == 0.75
     assert record.findings["warnings"][0].startswith(f"3 of 4 rows of {eval_path} (75.0%) overlap training rows")
+
+
+def test_an_eval_files_unread_columns_give_no_keep_columns_advice(tmp_path, caplog):
+    """Only an eval file's text is compared: validate's "keep one with keep_columns" advice cannot apply to it."""
+    rng = random.Random(3)
+    eval_path = tmp_path / "bench.jsonl"
+    rows = [{"prompt": " ".join(words(rng, 20)), "completion": "y", "category": "qa"} for _ in range(4)]
+    eval_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with caplog.at_level("INFO"):
+        _, record = run(Contamination(Contamination.Config(eval_files=[str(eval_path)])), train_rows(rng), tmp_path)
+    assert record.findings["rates"][f"eval_file:{eval_path}"]["rows"] == 4
+    assert "ignored columns" not in caplog.text

@@ -107,11 +107,19 @@ class Contamination(Stage):
         return out
 
     def _read_eval(self, path: str) -> list[Example]:
-        from tunesmith.curate.validate import Validate
+        """An evaluation file's rows as conversations. Only their text is compared, so validate's advice about the
+        file's other columns (keep them with `keep_columns`) does not apply and is not logged."""
+        from tunesmith.curate import validate
 
         raw, _ = read_source(SourceConfig(path=path, name=f"eval:{Path(path).stem}"))
         scratch = StageContext("contamination-eval", rejected_dir=None)
-        rows, _ = Validate().run(raw, scratch)
+        quiet = logging.getLogger(validate.__name__)
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            rows, _ = validate.Validate().run(raw, scratch)
+        finally:
+            quiet.setLevel(level)
         return [ex.replace(split="eval_file") for ex in rows]
 
     def _overlaps(self, queries: _Side, reference: _Side, kind: str) -> list[dict]:
