@@ -133,7 +133,6 @@ class ColumnProfile:
         self.field_kinds: dict[str, str] = {}  # fields that are not profiled: name -> "list", "dict", "skipped"
         self.roles: dict[str, _Column] = {}
         self.placeholder_rows = 0
-        self._placeholder_row: Any = None  # the last row counted, so one with placeholders in both answers counts once
         self.placeholder_kinds: dict[str, int] = {}
         self.placeholder_examples: dict[str, str] = {}  # kind -> first span found, shown in the warning
         self.review: list[dict[str, Any]] = []
@@ -170,8 +169,9 @@ class ColumnProfile:
             for limit in self.answer_words:
                 self.answer_words[limit] += words <= limit
         chosen = [c for role in ANSWER_ROLES for c in by_role.get(role, ())]
-        self._add_placeholders(chosen, prompt, example, "assistant")
-        self._add_placeholders(by_role.get("rejected", []), prompt, example, "rejected")
+        found_chosen = self._add_placeholders(chosen, prompt, example, "assistant")
+        found_rejected = self._add_placeholders(by_role.get("rejected", []), prompt, example, "rejected")
+        self.placeholder_rows += found_chosen or found_rejected  # a row with both answers counts once
 
     def _add_fields(self, fields: dict[str, Any]) -> None:
         for name, value in fields.items():
@@ -188,13 +188,11 @@ class ColumnProfile:
                 column = self.fields[name] = _Column()
             column.add(value if isinstance(value, str) else json.dumps(value))
 
-    def _add_placeholders(self, answers: list[str], prompt: str, example: Any, side: str) -> None:
+    def _add_placeholders(self, answers: list[str], prompt: str, example: Any, side: str) -> bool:
+        """Record the placeholders of one side's answers; whether there were any."""
         found = [hit for text in answers for hit in find_placeholders(text, context=prompt)]
         if not found:
-            return
-        if self._placeholder_row is not example or example is None:  # a row with both answers counts once
-            self.placeholder_rows += 1
-        self._placeholder_row = example
+            return False
         for kind, span in found:
             self.placeholder_kinds[kind] = self.placeholder_kinds.get(kind, 0) + 1
             self.placeholder_examples.setdefault(kind, span)
@@ -206,10 +204,11 @@ class ColumnProfile:
                 "where": getattr(example, "where", None),
                 "field": side,
                 "text": spans[:300],
-                "detail": ("the answer holds an unfilled template placeholder; the model would learn to write it"
-                           if side == "assistant" else "the rejected answer holds an unfilled template placeholder (a preference pair "
-                           "that teaches little: check the chosen answer is not the same template)"),
+                "detail": "the answer holds an unfilled template placeholder; the model would learn to write it"
+                if side == "assistant" else "the rejected answer holds an unfilled template placeholder (a preference "
+                "pair that teaches little: check the chosen answer is not the same template)",
             })
+        return True
 
     def findings(self) -> dict[str, Any]:
         """JSON-able profile for the stage's findings (`validate`'s `profile`)."""

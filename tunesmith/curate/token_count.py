@@ -209,11 +209,8 @@ def exact_counts(tokenizer, conversations, limit: int, batch_size: int) -> Count
     """Counts from rendering and encoding every row in full, exactly as training does (the reference)."""
     out = Counts.zeros(len(conversations))
     for start in range(0, len(conversations), batch_size):
-        for j, (ids, trained) in enumerate(encode_conversations(tokenizer, conversations[start : start + batch_size])):
-            out.lengths[start + j] = len(ids)
-            out.trainable[start + j] = int(trained[:limit].sum())
-            where = np.flatnonzero(trained)
-            out.answer_end[start + j] = int(where[-1]) + 1 if len(where) else 0
+        encoded = encode_conversations(tokenizer, conversations[start : start + batch_size])
+        out.put(np.arange(start, start + len(encoded)), _counts_of(encoded, limit))
     return out
 
 
@@ -221,11 +218,15 @@ def tool_row_counts(tokenizer, rows: list[dict], limit: int) -> Counts:
     """Counts of rows with tool definitions, calls or results, encoded as training encodes them (`chat`)."""
     from tunesmith.chat import encode_tool_rows
 
-    out = Counts.zeros(len(rows))
-    for j, (ids, trained) in enumerate(encode_tool_rows(tokenizer, rows)):
+    return _counts_of(encode_tool_rows(tokenizer, rows), limit)
+
+
+def _counts_of(encoded, limit: int) -> Counts:
+    """Counts of encoded rows, each (token ids, mask of trained tokens)."""
+    out = Counts.zeros(len(encoded))
+    for j, (ids, trained) in enumerate(encoded):
         out.lengths[j] = len(ids)
         out.trainable[j] = int(trained[:limit].sum())
         where = np.flatnonzero(trained)
         out.answer_end[j] = int(where[-1]) + 1 if len(where) else 0
     return out
-

@@ -14,7 +14,6 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from tunesmith.chat import has_tools
 from tunesmith.config import StrictModel
 from tunesmith.curate.record import Example
 from tunesmith.curate.stage import Stage, StageContext, register_stage
@@ -80,7 +79,7 @@ class TokenStats(Stage):
         conversations += [_rejected_conversation(examples[i]) for i in preference]
         counts = self._count(tokenizer, conversations, ctx)
         # tool definitions and calls are rendered by the template too: count those rows as training encodes them
-        tools = np.array([i for i, ex in enumerate(examples) if has_tools(ex.to_json())], dtype=np.int64)
+        tools = np.array([i for i, ex in enumerate(examples) if _uses_tools(ex)], dtype=np.int64)
         if len(tools):
             rows = [examples[i].to_json() for i in tools]
             counts.put(tools, tool_row_counts(tokenizer, rows, self.config.max_seq_len))
@@ -193,6 +192,11 @@ class TokenStats(Stage):
         """(lengths, trainable tokens) from full encoding: the reference that tests compare training with."""
         counts = exact_counts(tokenizer, conversations, self.config.max_seq_len, self.config.batch_size)
         return counts.lengths, counts.trainable
+
+
+def _uses_tools(example: Example) -> bool:
+    """What `chat.has_tools` asks of a split row, asked of the record (no JSON built for every row)."""
+    return bool(example.tools) or any(m.tool_calls or m.role == "tool" for m in example.messages)
 
 
 register_stage(TokenStats)
