@@ -15,13 +15,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tunesmith.artifact_io import read_artifact, write_artifact
-from tunesmith.card_integrity import (  # noqa: F401  (split_problems, card_fingerprint: part of this API)
+from tunesmith.card_integrity import (  # noqa: F401  (split_problems, card_fingerprint, iter_split_rows: API)
     CardError,
     card_fingerprint,
     card_problems,
     iter_split_rows,
     record_problems,
     split_problems,
+    split_rows,
 )
 from tunesmith.config import StrictModel
 from tunesmith.errors import UsageError
@@ -76,15 +77,51 @@ class StageRecord(StrictModel):
         return self
 
 
-class SplitRecord(StrictModel):
+class ShardRecord(StrictModel):
     file: str = Field(description="File name inside the card directory.")
     rows: int = Field(ge=0)
-    sha256: str
+    sha256: str = Field(description="sha256 of the file's bytes.")
 
     @field_validator("file")
     @classmethod
     def _inside_card_dir(cls, value: str) -> str:
         return inside_folder(value, "split file")
+
+
+class SplitRecord(StrictModel):
+    """A split: one JSONL `file` (as every card before shards), or Parquet `shards` read in order."""
+
+    file: str | None = Field(None, description="The split's one JSONL file; None when it is written as shards.")
+    rows: int = Field(ge=0)
+    sha256: str = Field(description="sha256 of the one file, or over the shards' hashes (card_integrity."
+                        "shards_sha256), so the fingerprint covers every shard.")
+    shards: list[ShardRecord] | None = Field(None, description="Parquet shards in row order (`<split>-00000-of-"
+                                             "00003.parquet`, ...); None for a one-file split.")
+
+    @field_validator("file")
+    @classmethod
+    def _inside_card_dir(cls, value: str | None) -> str | None:
+        return None if value is None else inside_folder(value, "split file")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SplitRecord:
+        if (self.file is None) == (self.shards is None):
+            raise ValueError("a split names either its one `file` or its `shards`, not both or neither")
+        if self.shards is not None and not self.shards:
+            raise ValueError("a sharded split lists at least one shard")
+        return self
+
+    def parts(self) -> list[ShardRecord]:
+        """The split's files in row order: its shards, or its one file as a single shard."""
+        return self.shards if self.shards is not None else [ShardRecord(file=self.file, rows=self.rows,
+                                                                        sha256=self.sha256)]
+
+    def shown(self) -> str:
+        """Where the rows are, for one line of text: the file, or the shard count and the first shard's name."""
+        if self.shards is None:
+            return str(self.file)
+        first = self.shards[0].file
+        return first if len(self.shards) == 1 else f"{len(self.shards)} shards: {first}, ..."
 
 
 class TokenizerRecord(StrictModel):
@@ -183,8 +220,7 @@ def open_card(path: Path, tasks: tuple[str, ...] = ("sft",)) -> CardSplits:
     failed = [g.name for g in card.gates if not g.passed]
     if failed:
         raise CardError(f"{path}: quality gates failed ({', '.join(failed)}); fix the data or the gates first")
-    rows = {name: list(iter_split_rows(directory / split.file, name, card.task))
-            for name, split in card.splits.items()}
+    rows = {name: list(split_rows(directory, split, name, card.task)) for name, split in card.splits.items()}
     return CardSplits(card, directory, rows)
 
 

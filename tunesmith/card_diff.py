@@ -15,10 +15,10 @@ from tunesmith.artifacts import (
     CardError,
     DatasetCard,
     card_location,
-    iter_split_rows,
     read_card,
     record_problems,
     split_problems,
+    split_rows,
 )
 from tunesmith.errors import TunesmithError
 
@@ -58,7 +58,7 @@ def _row_problems(card: DatasetCard, directory: Path) -> list[str]:
     problems = []
     for name, split in card.splits.items():
         try:
-            for _ in iter_split_rows(directory / split.file, name):
+            for _ in split_rows(directory, split, name):
                 pass
         except CardError as err:
             problems.append(str(err))
@@ -72,7 +72,7 @@ def _row_hashes(card: DatasetCard, directory: Path) -> dict[str, str]:
     """Content hash of every row (its turns, a preference row's rejected answer, a KTO label, tools) -> split."""
     rows = {}
     for name, split in card.splits.items():
-        for row in iter_split_rows(directory / split.file, name):
+        for row in split_rows(directory, split, name):
             content = {key: row[key] for key in ROW_CONTENT if row.get(key) is not None}
             rows[hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()] = name
     return rows

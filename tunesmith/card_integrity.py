@@ -1,8 +1,8 @@
 """Is a dataset card true? Its fingerprint recomputed, its split and rejected files re-hashed and re-counted
 inside its folder, its stage counts chained from the sources to the splits, and its split rows readable.
 
-Ground floor, below artifacts.py (which re-exports these names): imports only artifact_io and errors, so that
-artifacts.py can use it; the card schemas appear here as annotations only.
+Ground floor, below artifacts.py (which re-exports these names): imports only artifact_io, errors and split_files
+(the Parquet row form), so that artifacts.py can use it; the card schemas appear here as annotations only.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from tunesmith.artifact_io import file_kind, load_json, open_regular
 from tunesmith.errors import UsageError
+from tunesmith.split_files import from_record, iter_parquet_records, parquet_row_count
 
 if TYPE_CHECKING:
-    from tunesmith.artifacts import DatasetCard, SplitRecord
+    from tunesmith.artifacts import DatasetCard, ShardRecord, SplitRecord
 
 
 class CardError(UsageError):
@@ -34,7 +35,9 @@ ANSWER_ROLES = ("assistant", "tool")
 TASK_FIELDS = {"sft": (), "preference": ("rejected",), "kto": ("label",)}
 
 # top-level config keys that say where a version goes and how it is shown, not what it holds
-FINGERPRINT_EXCLUDES = ("output_dir", "version", "report", "background_inspectors")
+# where the output goes and how the work is run, which never change what is written
+FINGERPRINT_EXCLUDES = ("output_dir", "version", "report", "background_inspectors", "executor", "workers",
+                        "batch_size", "ray_address")
 
 
 def card_fingerprint(config: dict[str, Any], splits: dict[str, SplitRecord]) -> str:
@@ -79,23 +82,61 @@ def _hash_and_count(path: Path, what: str) -> tuple[str, int]:
     return digest.hexdigest(), lines + (last != b"\n")  # a last line without its newline still counts
 
 
+def shards_sha256(shards: list[ShardRecord]) -> str:
+    """A sharded split's sha256: over its shards' `sha256sum` lines in order, so every shard's bytes, name and
+    place are in the fingerprint."""
+    listing = "".join(f"{shard.sha256}  {shard.file}\n" for shard in shards)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def split_problems(card: DatasetCard, directory: Path) -> list[str]:
-    """Split files of a card that are missing, not regular files inside its folder, or changed (re-hashed and
-    re-counted) since it was written."""
+    """Split files (each shard) of a card that are missing, not regular files inside its folder, or changed
+    (re-hashed and re-counted) since it was written."""
     problems = []
     for name, split in card.splits.items():
-        file = Path(directory) / split.file
-        real, problem = _unusable(directory, split.file)
-        if problem is not None:
-            problems.append(f"{file}: split {name!r} {problem}")
-            continue
-        sha256, rows = _hash_and_count(real, f"split {name!r}")
-        if sha256 != split.sha256:
-            problems.append(f"{file}: split {name!r} changed since the card was written (sha256 mismatch)")
-        elif rows != split.rows:
-            problems.append(f"{file}: the card records {split.rows} rows (field splits.{name}.rows), "
-                            f"the file has {rows}; the card was edited: restore it, or curate the version again")
+        if split.shards is not None:
+            problems += _listing_problems(name, split, directory)
+        for part in split.parts():
+            problem = _part_problem(name, part, directory)
+            if problem is not None:
+                problems.append(problem)
     return problems
+
+
+def _listing_problems(name: str, split: SplitRecord, directory: Path) -> list[str]:
+    """A sharded split's own record against its shard records (both are on the card)."""
+    problems = []
+    if shards_sha256(split.shards) != split.sha256:
+        problems.append(f"{directory}: split {name!r}: field splits.{name}.sha256 is not the hash of its shards' "
+                        "hashes; the card was edited: restore it, or curate the version again")
+    if sum(shard.rows for shard in split.shards) != split.rows:
+        problems.append(f"{directory}: split {name!r}: the card records {split.rows} rows (field splits.{name}.rows)"
+                        f", its shards {sum(s.rows for s in split.shards)}; the card was edited: restore it, or "
+                        "curate the version again")
+    return problems
+
+
+def _part_problem(name: str, part: ShardRecord, directory: Path) -> str | None:
+    """Why one split file (a shard, or a split's one file) is not what the card records; None when it is."""
+    file = Path(directory) / part.file
+    real, problem = _unusable(directory, part.file)
+    if problem is not None:
+        return f"{file}: split {name!r} {problem}"
+    sha256, lines = _hash_and_count(real, f"split {name!r}")
+    if sha256 != part.sha256:
+        return f"{file}: split {name!r} changed since the card was written (sha256 mismatch)"
+    try:
+        rows = parquet_row_count(real) if is_parquet(part.file) else lines
+    except ValueError as err:
+        return f"{file}: split {name!r}: {err}"
+    if rows != part.rows:
+        return (f"{file}: the card records {part.rows} rows (field splits.{name}.rows), the file has {rows}; "
+                "the card was edited: restore it, or curate the version again")
+    return None
+
+
+def is_parquet(file: str) -> bool:
+    return file.endswith(".parquet")
 
 
 def card_problems(card: DatasetCard, directory: Path, card_file: Path, rejected_required: bool = True) -> list[str]:
@@ -154,28 +195,53 @@ def _stage_count_problems(card: DatasetCard, card_file: Path) -> list[str]:
     return problems
 
 
+def split_rows(directory: Path, split: SplitRecord, name: str, task: str | None = None) -> Iterator[dict]:
+    """Every row of a split, shard after shard in order, checked as `iter_split_rows` checks them."""
+    for part in split.parts():
+        yield from iter_split_rows(Path(directory) / part.file, name, task)
+
+
 def iter_split_rows(path: Path, split: str, task: str | None = None) -> Iterator[dict]:
-    """The rows of a split file, each checked for what training and eval read (file:line and field if not).
+    """The rows of a split file (JSONL, or a Parquet shard: the same dicts), each checked for what training and
+    eval read (file:line, or file row N, and field if not).
 
     With the card's `task`, each row must also hold what that task needs (a rejected answer, a label) and
     nothing of another task's, so a card whose task was edited cannot pass its rows off as another kind.
     """
+    rows = _parquet_rows(path, split) if is_parquet(str(path)) else _jsonl_rows(path, split)
+    for where, row in rows:
+        _check_row(row, where)
+        if task is not None:
+            _task_fields(row, where, task)
+        yield row
+
+
+def _jsonl_rows(path: Path, split: str) -> Iterator[tuple[str, Any]]:
     with open_regular(path, f"split {split!r}") as handle:
         for number, line in enumerate(handle, 1):
-            row = _split_row(path, number, line)
-            if task is not None:
-                _task_fields(row, f"{path}:{number}", task)
-            yield row
+            yield f"{path}:{number}", load_json(line, path, number, CardError, "the split file was edited after "
+                                                "curation")
 
 
-def _split_row(path: Path, number: int, line: bytes) -> dict:
-    """A row as curation writes it (see curate/record.py Example.to_json), or CardError naming file:line and field.
+def _parquet_rows(path: Path, split: str) -> Iterator[tuple[str, Any]]:
+    with open_regular(path, f"split {split!r}"):  # refuses a FIFO or a folder before pyarrow opens it
+        pass
+    number = 0  # rows read whole: the one that failed is the next
+    try:
+        for record in iter_parquet_records(path):
+            row = from_record(record)
+            number += 1
+            yield f"{path} row {number}", row
+    except ValueError as err:  # not Parquet, other columns, or a JSON column that does not parse
+        raise CardError(f"{path} row {number + 1}: {err}; the split file was edited after curation") from None
+
+
+def _check_row(row: Any, where: str) -> None:
+    """A row as curation writes it (see curate/record.py Example.to_json), or CardError naming where and field.
 
     A forged card can carry rows whose hashes and fingerprint were recomputed, so the hashes alone do not
     prove a row is readable: every field that `train` and `eval` index is checked here.
     """
-    where = f"{path}:{number}"
-    row = load_json(line, path, number, CardError, "the split file was edited after curation")
     if not isinstance(row, dict):
         raise CardError(f"{where}: a row must be a JSON object, not {type(row).__name__}")
     if not isinstance(row.get("id"), str) or not row["id"]:
@@ -190,7 +256,6 @@ def _split_row(path: Path, number: int, line: bytes) -> dict:
         if problem is not None:
             raise CardError(f"{where}: field messages.{i}{problem}")
     _preference_fields(row, where)
-    return row
 
 
 def _preference_fields(row: dict, where: str) -> None:

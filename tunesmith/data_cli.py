@@ -33,12 +33,15 @@ def curate(args: argparse.Namespace) -> int:
         return 0
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # redrawn as each stage ends, not by rich's refresh thread: the engine forks its workers only from a process
+    # without other threads (a thread may hold a lock at the moment of the fork)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} stages"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+                  TimeElapsedColumn(), console=console, transient=True, auto_refresh=False) as bar:
         task = bar.add_task("curating", total=len(config.stages))
+        bar.refresh()
 
         def advance(record) -> None:
-            bar.update(task, advance=1, description=f"{record.name}: {record.rows_out} rows")
+            bar.update(task, advance=1, description=f"{record.name}: {record.rows_out} rows", refresh=True)
 
         try:
             with writing_into(Path(config.output_dir) / config.name):
@@ -157,7 +160,7 @@ def _show(path: Path) -> int:
     out.print(escape(f"{card.name} {card.version}  fingerprint {card.fingerprint}  created {card.created_at}"))
     out.print(stage_table(card.stages), soft_wrap=False)  # a table fits its cells to the width instead
     for name, split in card.splits.items():
-        out.print(escape(f"  {name}: {split.rows} rows ({split.file})"))
+        out.print(escape(f"  {name}: {split.rows} rows ({split.shown()})"))
     for line in failed_gates(card):
         out.print(escape(line), highlight=False)
     verdict = card_verdict(card)

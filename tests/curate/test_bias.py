@@ -41,6 +41,7 @@ def test_inspector_keeps_every_row(tmp_path):
         "toxicity",
         "languages",
         "language_sample_size",
+        "language_sample_method",
         "language_too_short",
         "languages_covered",
         "coverage",

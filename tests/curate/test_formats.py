@@ -214,8 +214,12 @@ def test_a_constant_instruction_is_warned_about_by_the_column_profile(tmp_path):
     assert any("instruction is one value in all 30 rows" in w for w in stage.findings["warnings"])
 
 
-def test_the_split_files_keep_every_turn_tool_call_tool_list_and_kept_column(tmp_path, tiny_tokenizer_dir):
-    """Through the real curate: what validate read is what the split files hold (nothing lost on the way)."""
+@pytest.mark.parametrize("split_format", ["parquet", "jsonl"])
+def test_the_split_files_keep_every_turn_tool_call_tool_list_and_kept_column(tmp_path, tiny_tokenizer_dir,
+                                                                            split_format):
+    """Through the real curate: what validate read is what the split files hold (nothing lost on the way), in
+    Parquet shards (the default: tool calls, tools and meta as JSON text) and in JSONL."""
+    from tunesmith.card_integrity import split_rows
     from tunesmith.curate.config import CurateConfig
     from tunesmith.curate.pipeline import run_curate
 
@@ -225,10 +229,12 @@ def test_the_split_files_keep_every_turn_tool_call_tool_list_and_kept_column(tmp
                     {"path": str(FORMATS_DIR / "dolly.jsonl"), "keep_columns": ["category"]},
                     {"path": str(FORMATS_DIR / "alpaca_history.json")}],
         "stages": [{"stage": "validate"}, {"stage": "split", "ratios": {"train": 1.0}}],
-        "gates": {"min_rows": 1},
+        "gates": {"min_rows": 1}, "split_format": split_format,
     })
     result = run_curate(config)
-    rows = {r["id"]: r for r in map(json.loads, (result.directory / "train.jsonl").read_text().splitlines())}
+    train = result.card.splits["train"]
+    assert train.shown() == {"parquet": "train-00000-of-00001.parquet", "jsonl": "train.jsonl"}[split_format]
+    rows = {r["id"]: r for r in split_rows(result.directory, train, "train")}
     assert len(rows) == 8
     tool_row = rows["openai_tools:0"]
     assert [m["role"] for m in tool_row["messages"]] == ["system", "user", "assistant", "tool", "tool", "assistant"]

@@ -77,7 +77,8 @@ def test_max_contamination_rate_is_on_by_default():
 def write_config(tmp_path: Path, tokenizer: Path, source: Path, **gates) -> Path:
     path = tmp_path / "curate.yaml"
     path.write_text(json.dumps({"name": "gated", "output_dir": str(tmp_path / "out"), "tokenizer": str(tokenizer),
-                                "sources": [{"path": str(source)}], "gates": gates}))
+                                "sources": [{"path": str(source)}], "gates": gates,
+                                "split_format": "jsonl"}))  # the tests read train.jsonl
     return path
 
 

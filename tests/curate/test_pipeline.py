@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunesmith.artifacts import read_card
+from tunesmith.card_integrity import split_rows
 from tunesmith.cli import main
 from tunesmith.config import load_config
 from tunesmith.curate.config import CurateConfig
@@ -53,8 +54,8 @@ def test_curate_writes_a_complete_version(tmp_path, tiny_tokenizer_dir):
     assert version.name == "v1"
     assert {p.name for p in version.iterdir()} == {
         "card.json", "README.md", "report.html", "config.resolved.yaml", "rejected",
-        "train.jsonl", "validation.jsonl", "test.jsonl",
-    }
+        "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet", "test-00000-of-00001.parquet",
+    }  # Parquet shards by default; 21 rows fit in one shard per split
     card = read_card(version)
     by_name = {s.name: s for s in card.stages}
     for stage in card.stages:
@@ -72,8 +73,8 @@ def test_curate_writes_a_complete_version(tmp_path, tiny_tokenizer_dir):
     assert all(r["reason"] and r["where"] for r in rejected)
     malformed = next(r for r in rejected if r["reason"] == "malformed_json")
     assert malformed["where"].endswith("sft_tiny.jsonl:8")
-    # PII was masked in the written splits
-    text = "".join((version / s.file).read_text() for s in card.splits.values())
+    # PII was masked in the written splits (read back as training reads them)
+    text = json.dumps([row for name, s in card.splits.items() for row in split_rows(version, s, name)])
     assert "ana.silva@example.com" not in text and "[EMAIL]" in text
     readme = (version / "README.md").read_text()
     assert readme.startswith("---\n") and "NEEDS INPUT" in readme and card.fingerprint in readme
@@ -98,7 +99,10 @@ def test_fingerprint_is_identical_across_separate_output_dirs(tmp_path, tiny_tok
     b = curate(tmp_path / "b", tiny_tokenizer_dir)
     assert a.card.fingerprint == b.card.fingerprint
     for name, split in a.card.splits.items():
-        assert (a.directory / split.file).read_bytes() == (b.directory / b.card.splits[name].file).read_bytes()
+        ours, theirs = split.parts(), b.card.splits[name].parts()
+        assert [p.file for p in ours] == [p.file for p in theirs]
+        for part in ours:
+            assert (a.directory / part.file).read_bytes() == (b.directory / part.file).read_bytes()
 
 
 def test_failed_gate_writes_no_card(tmp_path, tiny_tokenizer_dir):
@@ -112,6 +116,19 @@ def test_failed_gate_writes_no_card(tmp_path, tiny_tokenizer_dir):
 
 def test_card_validate_detects_a_modified_split(tmp_path, tiny_tokenizer_dir):
     result = curate(tmp_path, tiny_tokenizer_dir)
+    assert verify_card(result.directory / "card.json") == []
+    shard = result.directory / "train-00000-of-00001.parquet"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the shard
+    shard.write_bytes(bytes(data))
+    problems = verify_card(result.directory)
+    assert len(problems) == 1 and shard.name in problems[0] and "sha256" in problems[0]
+    assert main(["card", "validate", str(result.directory)]) == 2
+
+
+def test_card_validate_detects_a_modified_jsonl_split(tmp_path, tiny_tokenizer_dir):
+    result = curate(tmp_path, tiny_tokenizer_dir, "split_format=jsonl")
+    assert {s.file for s in result.card.splits.values()} == {"train.jsonl", "validation.jsonl", "test.jsonl"}
     assert verify_card(result.directory / "card.json") == []
     with open(result.directory / "train.jsonl", "a") as handle:
         handle.write("{}\n")
@@ -207,45 +224,25 @@ def test_demo_config_with_the_embedded_tokenizer(tmp_path):
     assert (result.directory / "report.html").is_file()
 
 
-def test_background_inspectors_give_the_same_card_as_inline(tmp_path, tiny_tokenizer_dir):
-    forked = curate(tmp_path / "forked", tiny_tokenizer_dir, "stages.pii.action=report")
-    inline = curate(tmp_path / "inline", tiny_tokenizer_dir, "stages.pii.action=report", "background_inspectors=false")
-    assert forked.card.fingerprint == inline.card.fingerprint
-    for a, b in zip(forked.card.stages, inline.card.stages):
-        assert (a.name, a.rows_in, a.rows_out, a.findings.keys()) == (b.name, b.rows_in, b.rows_out, b.findings.keys())
-        if a.name in ("pii", "bias_audit"):
-            assert a.findings == b.findings
+def test_two_workers_give_the_card_of_one(tmp_path, tiny_tokenizer_dir):
+    """Row stages in two forked workers, batches of 4: the same fingerprint and the same findings as one process."""
+    two = curate(tmp_path / "two", tiny_tokenizer_dir, "stages.pii.action=report", "workers=2", "batch_size=4")
+    one = curate(tmp_path / "one", tiny_tokenizer_dir, "stages.pii.action=report", "workers=1")
+    assert two.card.fingerprint == one.card.fingerprint
+    for a, b in zip(two.card.stages, one.card.stages):
+        assert (a.name, a.rows_in, a.rows_out, a.findings) == (b.name, b.rows_in, b.rows_out, b.findings)
+    for name in ("validate", "exact_dedup", "near_dedup"):
+        assert ((two.directory / "rejected" / f"{name}.jsonl").read_bytes()
+                == (one.directory / "rejected" / f"{name}.jsonl").read_bytes())
 
 
-def test_a_failing_background_stage_is_reported(tmp_path, monkeypatch):
-    from tunesmith.curate import background
-    from tunesmith.curate.bias import BiasAudit
-    from tunesmith.curate.stage import StageContext
+def test_a_failing_stage_stops_the_workers(tmp_path, tiny_tokenizer_dir, monkeypatch):
+    import multiprocessing
 
-    def broken(self, examples, ctx):
-        raise ValueError("lexicon missing")
-
-    monkeypatch.setattr(BiasAudit, "process", broken)
-    if not background.can_fork():
-        pytest.skip("needs fork and two cores")
-    job = background.start(BiasAudit(), [], StageContext("bias_audit", None))
-    with pytest.raises(RuntimeError, match="bias_audit failed in its background process: ValueError: lexicon missing"):
-        job.result()
-
-
-def test_a_failing_stage_stops_the_background_work(tmp_path, tiny_tokenizer_dir, monkeypatch):
-    import os
-
-    from tunesmith.curate import background
     from tunesmith.curate.split import Split
 
-    started = []
-    real_start = background.start
-    monkeypatch.setattr(background, "start", lambda *a: started.append(real_start(*a)) or started[-1])
+    monkeypatch.setattr(Split, "mode", "whole")
     monkeypatch.setattr(Split, "process", lambda self, examples, ctx: (_ for _ in ()).throw(ValueError("boom")))
     with pytest.raises(ValueError, match="boom"):
-        curate(tmp_path, tiny_tokenizer_dir)
-    assert started or not background.can_fork()
-    for job in started:  # reaped: the child no longer exists
-        with pytest.raises(ChildProcessError):
-            os.waitpid(job.pid, os.WNOHANG)
+        curate(tmp_path, tiny_tokenizer_dir, "workers=2", "batch_size=4")
+    assert multiprocessing.active_children() == []

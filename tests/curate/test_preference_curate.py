@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tunesmith.artifacts import CardError, open_card, read_card
+from tunesmith.card_integrity import split_rows as card_split_rows
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.pipeline import run_curate
 from tunesmith.errors import UsageError
@@ -52,8 +53,7 @@ def preference_version(tmp_path, tiny_tokenizer_dir) -> Path:
 
 def split_rows(version: Path) -> dict[str, list[dict]]:
     card = read_card(version)
-    return {name: [json.loads(line) for line in (version / s.file).read_text().splitlines()]
-            for name, s in card.splits.items()}
+    return {name: list(card_split_rows(version, s, name)) for name, s in card.splits.items()}
 
 
 def test_a_preference_file_becomes_a_preference_card_whose_rows_hold_prompt_chosen_and_rejected(preference_version):

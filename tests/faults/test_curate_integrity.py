@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 import tunesmith.locks as locks
-from tunesmith.artifacts import read_card, split_problems
+from tunesmith.artifacts import ShardRecord, read_card, split_problems
+from tunesmith.card_integrity import shards_sha256
 from tunesmith.cli import main
 from tunesmith.config import load_config
 from tunesmith.curate.audit import MARKER, _remove_side_folder, run_audit
@@ -42,9 +43,9 @@ def worker():
     yield None
 
 
-def curate_yaml(tmp_path: Path, report: bool = False) -> Path:
-    """A quick config without a tokenizer: three splits, no report unless asked."""
-    settings = {"name": "tiny", "output_dir": str(tmp_path / "out"), "report": report,
+def curate_yaml(tmp_path: Path, report: bool = False, split_format: str = "parquet") -> Path:
+    """A quick config without a tokenizer: three splits (Parquet shards unless asked), no report unless asked."""
+    settings = {"name": "tiny", "output_dir": str(tmp_path / "out"), "report": report, "split_format": split_format,
                 "sources": [{"path": str(FIXTURE)}], "gates": {"min_rows": 2},
                 "stages": [{"stage": "validate", "max_chars": 5000}, {"stage": "exact_dedup"},
                            {"stage": "split", "ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}}]}
@@ -53,8 +54,8 @@ def curate_yaml(tmp_path: Path, report: bool = False) -> Path:
     return path
 
 
-def curate(tmp_path: Path, report: bool = False):
-    return run_curate(load_config(CurateConfig, curate_yaml(tmp_path, report), []))
+def curate(tmp_path: Path, report: bool = False, split_format: str = "parquet"):
+    return run_curate(load_config(CurateConfig, curate_yaml(tmp_path, report, split_format), []))
 
 
 def one_line(text: str) -> str:
@@ -219,17 +220,17 @@ from pathlib import Path
 import tunesmith.curate.pipeline as pipeline
 from tunesmith.cli import main
 
-read_sources = pipeline.read_sources
+stream_sources = pipeline.stream_sources
 
-def gated(config):
+def gated(config, records):  # a generator: it waits when the stages first ask for rows, under the lock
     Path(os.environ["GATE_INSIDE"]).touch()
     deadline = time.monotonic() + 60
     while not Path(os.environ["GATE_GO"]).exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    return read_sources(config)
+    yield from stream_sources(config, records)
 
 if os.environ.get("GATE_INSIDE"):
-    pipeline.read_sources = gated
+    pipeline.stream_sources = gated
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -301,22 +302,28 @@ def test_existing_version_skips_work_failed_and_symlinked_folders(tmp_path):
 
 # ---- a damaged version is repaired, or refused ----
 
-def test_a_damaged_version_is_repaired_from_the_fresh_build(tmp_path, capsys):
-    version = curate(tmp_path).directory
+@pytest.mark.parametrize("split_format, files", [
+    ("parquet", {name: f"{name}-00000-of-00001.parquet" for name in ("train", "validation", "test")}),
+    ("jsonl", {name: f"{name}.jsonl" for name in ("train", "validation", "test")}),
+])
+def test_a_damaged_version_is_repaired_from_the_fresh_build(tmp_path, capsys, split_format, files):
+    version = curate(tmp_path, split_format=split_format).directory
     card = read_card(version)
-    originals = {name: (version / split.file).read_bytes() for name, split in card.splits.items()}
-    (version / "train.jsonl").unlink()
-    (version / "validation.jsonl").write_text('{"rewritten": true}\n')
-    outside = tmp_path / "outside-test.jsonl"  # same bytes, but a symlink out of the version folder
-    (version / "test.jsonl").rename(outside)
-    (version / "test.jsonl").symlink_to(outside)
-    assert main(["curate", str(curate_yaml(tmp_path))]) == 0
+    assert {name: [p.file for p in split.parts()] for name, split in card.splits.items()} == {
+        name: [file] for name, file in files.items()}
+    originals = {name: (version / file).read_bytes() for name, file in files.items()}
+    (version / files["train"]).unlink()
+    (version / files["validation"]).write_text('{"rewritten": true}\n')
+    outside = tmp_path / f"outside-{files['test']}"  # same bytes, but a symlink out of the version folder
+    (version / files["test"]).rename(outside)
+    (version / files["test"]).symlink_to(outside)
+    assert main(["curate", str(curate_yaml(tmp_path, split_format=split_format))]) == 0
     said = capsys.readouterr().err
     assert says(said, f"WARNING {version} was damaged; repaired from this build")
-    assert says(said, "train.jsonl (missing)") and says(said, "validation.jsonl (changed: sha256 mismatch)")
-    assert says(said, "test.jsonl (not a regular file)")
-    for name, split in card.splits.items():
-        path = version / split.file
+    assert says(said, f"{files['train']} (missing)") and says(said, f"{files['validation']} (changed: sha256 mismatch)")
+    assert says(said, f"{files['test']} (not a regular file)")
+    for name, file in files.items():
+        path = version / file
         assert path.is_file() and not path.is_symlink() and path.read_bytes() == originals[name]
     assert outside.read_bytes() == originals["test"]  # the symlink was replaced, not the file it pointed to
     assert verify_card(version) == [] and main(["card", "validate", str(version)]) == 0
@@ -324,11 +331,14 @@ def test_a_damaged_version_is_repaired_from_the_fresh_build(tmp_path, capsys):
 
 
 def test_a_card_edited_to_match_a_swapped_split_is_refused_not_reused(tmp_path, capsys):
-    """A split copied over another with its sha256 updated: the card no longer gives its fingerprint."""
+    """A split's shard copied over another's, with the shard and split hashes updated to match: the card no longer
+    gives its fingerprint."""
     version = curate(tmp_path).directory
     raw = json.loads((version / "card.json").read_text())
-    shutil.copy(version / "test.jsonl", version / "validation.jsonl")
-    raw["splits"]["validation"] = {**raw["splits"]["test"], "file": "validation.jsonl"}
+    shutil.copy(version / "test-00000-of-00001.parquet", version / "validation-00000-of-00001.parquet")
+    shards = [{**raw["splits"]["test"]["shards"][0], "file": "validation-00000-of-00001.parquet"}]
+    sha256 = shards_sha256([ShardRecord.model_validate(shard) for shard in shards])
+    raw["splits"]["validation"] = {**raw["splits"]["test"], "shards": shards, "sha256": sha256}
     (version / "card.json").write_text(json.dumps(raw))
     before = tree(version)
     with pytest.raises(OutputExistsError, match="do not give its fingerprint"):
@@ -432,10 +442,11 @@ def test_an_intact_version_is_reused_unlocked_when_the_folder_is_read_only(tmp_p
 
 def test_a_damaged_version_in_a_read_only_folder_is_refused_with_the_reason(tmp_path, make_read_only):
     version = curate(tmp_path).directory
-    (version / "train.jsonl").write_text("{}\n")
+    (version / "train-00000-of-00001.parquet").write_text("{}\n")
     before = tree(version.parent)
     make_read_only()
-    with pytest.raises(EnvironmentProblem, match=r"damaged \(train.jsonl \(changed: sha256 mismatch\)\), and it "
+    with pytest.raises(EnvironmentProblem, match=r"damaged \(train-00000-of-00001\.parquet \(changed: sha256 "
+                                                 r"mismatch\)\), and it "
                                                  r"cannot be repaired: .*Read-only file system"):
         curate(tmp_path)
     assert tree(version.parent) == before

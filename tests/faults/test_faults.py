@@ -24,7 +24,7 @@ from tests.train.runs import assert_same_adapter, config_for
 from tunesmith.artifacts import read_card, split_problems
 from tunesmith.cli import main
 from tunesmith.config import dump_config, load_config
-from tunesmith.curate import background
+from tunesmith.curate.children import can_fork
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.pipeline import run_curate
 from tunesmith.train.checkpoints import COMPLETE, STAGING, DiskFullError, latest_checkpoint
@@ -123,8 +123,10 @@ def test_same_inputs_and_seed_give_the_same_card_splits_and_loss_curve(card, tin
     first = read_card(card)
     again = run_curate(CurateConfig.model_validate({**first.config, "output_dir": str(tmp_path / "again")}))
     assert again.card.fingerprint == first.fingerprint and again.directory != card.parent
-    for split in first.splits.values():
-        assert (again.directory / split.file).read_bytes() == (card.parent / split.file).read_bytes()
+    for name, split in first.splits.items():
+        assert [p.file for p in again.card.splits[name].parts()] == [p.file for p in split.parts()]
+        for part in split.parts():
+            assert (again.directory / part.file).read_bytes() == (card.parent / part.file).read_bytes()
     rerun = train(config_for(card, tiny_model_dir, runs_root, run_id="rerun", **RESUMABLE))
     assert losses(rerun) == losses(straight) and len(losses(straight)) == RESUMABLE["max_steps"]
     assert_same_adapter(straight, rerun, atol=0)
@@ -167,7 +169,8 @@ def test_curate_killed_at_any_moment_leaves_only_complete_versions_and_reruns_to
     def in_work_folder(pattern):
         return lambda: any(dataset.glob(f".tmp-*{pattern}"))
 
-    moments = [in_work_folder(""), in_work_folder("/train.jsonl"), in_work_folder("/README.md")]  # start, splits, card
+    # start, splits (the Parquet shards, written and renamed at the end), card
+    moments = [in_work_folder(""), in_work_folder("/train-*.parquet"), in_work_folder("/README.md")]
     worker.ready()
     for moment in moments:
         worker.start(["curate", str(tmp_path / "config.yaml")], tmp_path, log)
@@ -236,13 +239,14 @@ def running(pid: int) -> bool:
         return not Path("/proc").is_dir()
 
 
-def test_a_killed_curate_takes_its_background_inspector_with_it(tmp_path):
-    """SIGKILL runs no cleanup in curate, so its forked inspector must notice the death itself and not run on."""
-    if not background.can_fork():
-        pytest.skip("inspectors run inline without fork and two cores")
+def test_a_killed_curate_takes_its_worker_processes_with_it(tmp_path):
+    """SIGKILL runs no cleanup in curate, so its forked workers must notice the death themselves and not run on."""
+    if not can_fork():
+        pytest.skip("row stages run inline without fork and two cores")
     write_rows(tmp_path / "rows.jsonl", n=50)
     config = CurateConfig(name="gen", output_dir=str(tmp_path / "out"), sources=[{"path": str(tmp_path / "rows.jsonl")}],
-                          stages=[{"stage": "validate"}, {"stage": "bias_audit"}, {"stage": "split"}], report=False)
+                          stages=[{"stage": "validate"}, {"stage": "bias_audit"}, {"stage": "split"}], report=False,
+                          workers=2, batch_size=10)
     pid_file = tmp_path / "inspector.pid"
     curate = subprocess.Popen([sys.executable, "-m", "tests.faults.slow_inspector", str(pid_file),
                                yaml_of(config, tmp_path / "curate.yaml")],

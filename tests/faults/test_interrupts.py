@@ -2,7 +2,7 @@
 traceback from the curate or from its forked inspector child, no version and no `.tmp-*` work folder left behind.
 
 The curate runs with its bias_audit inspector made slow (tests/faults/slow_inspector.py), so the signal comes while
-the inspector still works, in a forked child or (with `background_inspectors: false`) inline.
+the inspector still works, in a forked worker (`workers: 2`) or inline (`workers: 1`).
 Run: .venv/bin/python -m pytest tests/faults/test_interrupts.py -q
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tunesmith.config import dump_config
-from tunesmith.curate import background
+from tunesmith.curate.children import can_fork
 from tunesmith.curate.config import CurateConfig
 
 from .test_faults import running, write_rows
@@ -34,7 +34,7 @@ def start_curate(tmp_path: Path, inline: bool) -> tuple[subprocess.Popen, Path]:
     write_rows(tmp_path / "rows.jsonl", n=50)
     config = CurateConfig(name="gen", output_dir=str(tmp_path / "out"), sources=[{"path": str(tmp_path / "rows.jsonl")}],
                           stages=[{"stage": "validate"}, {"stage": "bias_audit"}, {"stage": "split"}], report=False,
-                          background_inspectors=not inline)
+                          workers=1 if inline else 2, batch_size=10)
     dump_config(config, tmp_path / "curate.yaml")
     pid_file = tmp_path / "inspector.pid"
     # its own session, like a shell's foreground job: a Ctrl-C there reaches every process of the group
@@ -52,13 +52,13 @@ def start_curate(tmp_path: Path, inline: bool) -> tuple[subprocess.Popen, Path]:
 
 
 @pytest.mark.parametrize(("how", "inline"), [
-    ("ctrl-c", False),  # SIGINT to the whole process group, the inspector child included
+    ("ctrl-c", False),  # SIGINT to the whole process group, the worker process included
     ("sigterm", False),  # SIGTERM to the curate process only (a scheduler's or `kill`'s stop)
     ("ctrl-c", True),  # the inspector runs in the curate process itself
-], ids=["ctrl-c-background-inspector", "sigterm-background-inspector", "ctrl-c-inline-inspector"])
+], ids=["ctrl-c-worker", "sigterm-worker", "ctrl-c-inline"])
 def test_an_interrupted_curate_says_one_line_exits_130_and_leaves_nothing(tmp_path, how, inline):
-    if not inline and not background.can_fork():
-        pytest.skip("inspectors run inline without fork and two cores")
+    if not inline and not can_fork():
+        pytest.skip("row stages run inline without fork and two cores")
     curate, pid_file = start_curate(tmp_path, inline)
     inspector = int(pid_file.read_text())
     try:

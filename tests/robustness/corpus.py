@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from tunesmith.artifacts import SplitRecord, StageRecord, read_card
+from tunesmith.card_integrity import split_rows as card_split_rows
 from tunesmith.curate.config import CurateConfig
 from tunesmith.curate.pipeline import CurateResult, run_curate
 
@@ -45,7 +46,7 @@ def config(tmp_path: Path, sources: list[dict], stages=None, **extra) -> CurateC
     return CurateConfig.model_validate({
         "name": "bad", "output_dir": str(tmp_path / "out"), "sources": sources,
         "stages": stages or SMALL_STAGES, "gates": {"min_rows": 0, "max_rejected_rate": None}, "report": False,
-        "background_inspectors": False, **extra,
+        "workers": 1, **extra,
     })
 
 
@@ -63,8 +64,8 @@ def rejected_rows(directory: Path) -> list[dict]:
 
 def split_rows(directory: Path, splits: dict[str, SplitRecord]) -> list[dict]:
     rows = []
-    for split in splits.values():
-        rows += [json.loads(line) for line in (directory / split.file).read_text(encoding="utf-8").split("\n") if line]
+    for name, split in splits.items():  # JSONL files or Parquet shards, read as training reads them
+        rows += list(card_split_rows(directory, split, name))
     assert len(rows) == sum(split.rows for split in splits.values())
     return rows
 

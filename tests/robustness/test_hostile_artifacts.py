@@ -50,11 +50,12 @@ def one_line(code: int, lines: list[str], *pieces: str) -> str:
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory) -> Path:
-    """One curated version (train and test splits); tests copy it before forging it."""
+    """One curated version (train and test splits) in JSONL, since the forged rows are JSON lines (Parquet's fixed
+    columns cannot hold most of them); tests copy it before forging it."""
     folder = tmp_path_factory.mktemp("curated")
     config = CurateConfig(name="tiny", output_dir=str(folder), sources=[{"path": str(FIXTURE)}],
                           stages=[{"stage": "validate"}, {"stage": "split", "ratios": {"train": 0.7, "test": 0.3}}],
-                          report=False)
+                          report=False, split_format="jsonl")
     return run_curate(config).directory
 
 
@@ -145,6 +146,40 @@ def test_a_deeply_nested_split_row_in_a_self_consistent_card_is_refused(curated,
         open_card(version)
     code, lines = run_cli(["card", "validate", str(version)], capsys, monkeypatch)
     one_line(code, lines, f"{split}:1: JSON nested too deeply")
+
+
+@pytest.mark.parametrize("column", ["meta", "tools", "tool_calls"])
+def test_a_deeply_nested_json_column_in_a_self_consistent_parquet_shard_is_refused(tmp_path, capsys, monkeypatch,
+                                                                                  column):
+    """Parquet shards (the default) keep meta, tools and tool calls as JSON text: nesting there is one line too."""
+    from tunesmith.artifacts import ShardRecord
+    from tunesmith.card_integrity import shards_sha256
+    from tunesmith.split_files import iter_parquet_records, open_writer, write_table
+
+    config = CurateConfig(name="tiny", output_dir=str(tmp_path / "out"), sources=[{"path": str(FIXTURE)}],
+                          stages=[{"stage": "validate"}, {"stage": "split", "ratios": {"train": 1.0}}], report=False)
+    version = run_curate(config).directory
+    capsys.readouterr()  # curate's own log
+    data = json.loads((version / "card.json").read_text(encoding="utf-8"))
+    [shard] = data["splits"]["train"]["shards"]
+    path = version / shard["file"]
+    records = list(iter_parquet_records(path))
+    if column == "tool_calls":
+        records[0]["messages"][-1]["tool_calls"] = DEEP
+    else:
+        records[0][column] = DEEP
+    path.unlink()
+    writer = open_writer(path)
+    write_table(writer, records)
+    writer.close()
+    shard["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    data["splits"]["train"]["sha256"] = shards_sha256([ShardRecord(**shard)])
+    data["fingerprint"] = card_fingerprint(data["config"], {n: SplitRecord(**r) for n, r in data["splits"].items()})
+    (version / "card.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(CardError, match="nested too deeply"):
+        open_card(version)
+    code, lines = run_cli(["card", "validate", str(version)], capsys, monkeypatch)
+    one_line(code, lines, f"{path} row 1: column {column}: JSON nested too deeply")
 
 
 # ---- 2. forged split rows that hashes cannot catch -------------------------------------------------------------

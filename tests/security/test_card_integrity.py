@@ -19,12 +19,14 @@ from tunesmith.artifact_io import ArtifactError
 from tunesmith.artifacts import (
     CardError,
     RunManifest,
+    ShardRecord,
     SplitRecord,
     card_fingerprint,
     open_card,
     read_card,
     write_run,
 )
+from tunesmith.card_integrity import is_parquet, shards_sha256
 from tunesmith.cli import main
 from tunesmith.curate.card import fingerprint
 from tunesmith.curate.config import CurateConfig
@@ -34,21 +36,49 @@ from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.config import EvalConfig
 from tunesmith.evaluate.runner import run_eval
 from tunesmith.provenance import code_record
+from tunesmith.split_files import iter_parquet_records, open_writer, parquet_row_count, write_table
 
 
-def curate_into(folder):
+def curate_into(folder, split_format="parquet"):
     config = CurateConfig(name="tiny", output_dir=str(folder), sources=[{"path": str(FIXTURE)}],
                           stages=[{"stage": "validate"}, {"stage": "exact_dedup"},
-                                  {"stage": "split", "ratios": {"train": 0.7, "test": 0.3}}], report=False)
+                                  {"stage": "split", "ratios": {"train": 0.7, "test": 0.3}}], report=False,
+                          split_format=split_format)
     return run_curate(config)
 
 
+# the tests that read rows or count them run on both formats (their code differs); the rest on the default
+BOTH_FORMATS = pytest.mark.parametrize("version", ["parquet", "jsonl"], indirect=True)
+
+
 @pytest.fixture
-def version(tmp_path):
-    """A curated version (train and test splits, some rejected rows) that each test may damage."""
-    result = curate_into(tmp_path / "data")
+def version(tmp_path, request):
+    """A curated version (train and test splits, some rejected rows) that each test may damage: Parquet shards
+    (one per split here) unless the test asks for jsonl."""
+    result = curate_into(tmp_path / "data", getattr(request, "param", "parquet"))
     assert result.card.stage("validate").rows_rejected > 0  # so rejected/validate.jsonl exists
     return result.directory
+
+
+def split_file(version, name):
+    """The one file of split `name` (`<name>-00000-of-00001.parquet`, or `<name>.jsonl`)."""
+    [part] = read_card(version).splits[name].parts()
+    return version / part.file
+
+
+def rows_in(path):
+    return parquet_row_count(path) if is_parquet(path.name) else lines_of(path)
+
+
+def record_file(data, name, path):
+    """Edit card data so split `name` records its one file `path` as it now is (hash and rows), shards included:
+    what a forger who knows the format would do."""
+    split, rows = data["splits"][name], rows_in(path)
+    if split.get("shards"):
+        split["shards"] = [{"file": path.name, "rows": rows, "sha256": sha(path)}]
+        split.update(rows=rows, sha256=shards_sha256([ShardRecord(**shard) for shard in split["shards"]]))
+    else:
+        split.update(file=path.name, rows=rows, sha256=sha(path))
 
 
 def edit(version, change):
@@ -84,16 +114,16 @@ def test_the_fingerprint_is_computable_from_card_json_alone(version):
     assert verify_card(version) == []
 
 
+@BOTH_FORMATS
 def test_a_split_copied_over_another_with_its_hash_and_rows_updated_is_refused_by_the_fingerprint(version):
-    """The attack of issue 10 item 7: test.jsonl := train.jsonl, card.json's sha256 and rows edited to match."""
-    shutil.copyfile(version / "train.jsonl", version / "test.jsonl")
-
-    def copy_record(data):
-        data["splits"]["test"].update(sha256=sha(version / "test.jsonl"), rows=lines_of(version / "test.jsonl"))
-
-    edit(version, copy_record)
+    """The attack of issue 10 item 7: test's file := train's, card.json's sha256 and rows (shard and split records)
+    edited to match."""
+    test = split_file(version, "test")
+    shutil.copyfile(split_file(version, "train"), test)
+    edit(version, lambda data: record_file(data, "test", test))
     problems = refuse(version, "field fingerprint", "card.json")
     assert "sha256 mismatch" not in problems  # the hashes match; only the fingerprint can tell
+    assert "not the hash of its shards' hashes" not in problems
 
 
 def test_a_damaged_card_is_named_by_card_diff_instead_of_identical_fingerprints(version, capsys):
@@ -101,8 +131,9 @@ def test_a_damaged_card_is_named_by_card_diff_instead_of_identical_fingerprints(
     next to removed rows."""
     copy = version.parent / "copy"
     shutil.copytree(version, copy)
-    (copy / "test.jsonl").write_text((copy / "test.jsonl").read_text().split("\n", 1)[1])  # one row removed
-    edit(copy, lambda d: d["splits"]["test"].update(sha256=sha(copy / "test.jsonl")))
+    test = split_file(copy, "test")
+    rewrite_shard(test, lambda records: records[1:])  # one row removed
+    edit(copy, lambda d: record_file(d, "test", test))
     with pytest.raises(CardError, match=r"card B \(.*copy\) is damaged"):
         diff_cards(version, copy)
     capsys.readouterr()
@@ -113,10 +144,18 @@ def test_a_damaged_card_is_named_by_card_diff_instead_of_identical_fingerprints(
     assert "identical fingerprints" in capsys.readouterr().out
 
 
+@BOTH_FORMATS
 def test_row_counts_edited_to_99999_fail_naming_the_file_the_field_and_the_real_count(version):
-    real = lines_of(version / "train.jsonl")
-    edit(version, lambda d: d["splits"]["train"].update(rows=99999))
-    problems = refuse(version, f"{version / 'train.jsonl'}: the card records 99999 rows (field splits.train.rows), "
+    train = split_file(version, "train")
+    real = rows_in(train)
+
+    def edited(data):  # the split's and its shard's count alike, so the shard list still adds up
+        data["splits"]["train"]["rows"] = 99999
+        for shard in data["splits"]["train"].get("shards") or []:
+            shard["rows"] = 99999
+
+    edit(version, edited)
+    problems = refuse(version, f"{train}: the card records 99999 rows (field splits.train.rows), "
                                f"the file has {real}")
     assert "splits record" in problems  # and the stages no longer add up to the splits
 
@@ -150,33 +189,54 @@ def test_the_rejected_rows_must_be_what_the_stages_record(version):
     assert open_card(version).rows
 
 
+def rewrite_shard(path, change):
+    """Rewrite a split file with `change(records)`: Parquet records (a null column is an absent key) or JSONL rows."""
+    if is_parquet(path.name):
+        records = change(list(iter_parquet_records(path)))
+        path.unlink()
+        writer = open_writer(path)
+        write_table(writer, records)
+        writer.close()
+    else:
+        rows = change([json.loads(line) for line in path.read_text().splitlines()])
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+@BOTH_FORMATS
 def test_a_split_row_without_messages_is_refused_with_file_line_and_field(version):
     """Even with hashes, counts and fingerprint made consistent, a row must hold its messages."""
-    train = version / "train.jsonl"
-    rows = train.read_text().splitlines()
-    rows[1] = json.dumps({k: v for k, v in json.loads(rows[1]).items() if k != "messages"})
-    train.write_text("\n".join(rows) + "\n")
+    train = split_file(version, "train")
+
+    def drop_messages(records):
+        records[1] = {**records[1], "messages": None} if is_parquet(train.name) else \
+            {k: v for k, v in records[1].items() if k != "messages"}
+        return records
+
+    rewrite_shard(train, drop_messages)
 
     def consistent(data):
-        data["splits"]["train"]["sha256"] = sha(train)
+        record_file(data, "train", train)
         data["fingerprint"] = card_fingerprint(data["config"], {n: SplitRecord(**s) for n, s in data["splits"].items()})
 
     edit(version, consistent)
-    refuse(version, f"{train}:2: field messages: missing")
+    where = f"{train} row 2" if is_parquet(train.name) else f"{train}:2"
+    refuse(version, f"{where}: field messages: missing")
 
 
 def test_a_split_symlinked_to_a_file_outside_the_card_folder_is_refused(version, tmp_path):
     """The outside file has the very bytes the card records: only its real path gives it away."""
-    outside = tmp_path / "outside.jsonl"
-    shutil.move(version / "train.jsonl", outside)
-    (version / "train.jsonl").symlink_to(outside)
+    train = split_file(version, "train")
+    outside = tmp_path / "outside.parquet"
+    shutil.move(train, outside)
+    train.symlink_to(outside)
     refuse(version, "split 'train' resolves to", "outside the card's folder")
 
 
 def test_a_symlink_that_stays_inside_the_card_folder_is_accepted(version):
+    train = split_file(version, "train")
     (version / "data").mkdir()
-    shutil.move(version / "train.jsonl", version / "data" / "train.jsonl")
-    (version / "train.jsonl").symlink_to("data/train.jsonl")
+    shutil.move(train, version / "data" / train.name)
+    train.symlink_to(f"data/{train.name}")
     assert verify_card(version) == []
 
 
@@ -192,8 +252,9 @@ def test_a_rejected_file_symlinked_outside_is_refused(version, tmp_path):
 @pytest.mark.parametrize("kind", ["fifo", "folder"])
 def test_a_split_that_is_not_a_regular_file_is_refused_without_opening_it(version, kind):
     """A FIFO would block an open() forever; the mode is checked first."""
-    (version / "test.jsonl").unlink()
-    os.mkfifo(version / "test.jsonl") if kind == "fifo" else (version / "test.jsonl").mkdir()
+    test = split_file(version, "test")
+    test.unlink()
+    os.mkfifo(test) if kind == "fifo" else test.mkdir()
     what = "a FIFO (named pipe)" if kind == "fifo" else "a folder"
     refuse(version, f"split 'test' is {what}, not a regular file")
 
@@ -251,15 +312,17 @@ def test_eval_refuses_a_card_whose_fingerprint_does_not_match(version, tmp_path)
     write_run(RunManifest(run_id="r", card_fingerprint=card.fingerprint, card_path=str(version / "card.json"),
                           base_model="base", quantization="none", device="cpu", config={}, final_metrics={},
                           wall_seconds=0, created_at=card.created_at, code=code_record()), run)
-    shutil.copyfile(version / "train.jsonl", version / "test.jsonl")
-    edit(version, lambda d: d["splits"]["test"].update(sha256=sha(version / "test.jsonl"),
-                                                        rows=lines_of(version / "test.jsonl")))
+    test = split_file(version, "test")
+    shutil.copyfile(split_file(version, "train"), test)
+    edit(version, lambda d: record_file(d, "test", test))
     with pytest.raises(TunesmithError, match="field fingerprint"):
         run_eval(EvalConfig(run=str(run)))
 
 
+@BOTH_FORMATS
 def test_a_split_file_given_where_the_card_belongs_says_to_give_the_card(version, capsys):
-    """`train card=v1/train.jsonl` (a common slip) is told which file to give, in one line."""
-    assert main(["card", "show", str(version / "train.jsonl")]) == 2
+    """`train card=v1/train.jsonl` (a common slip; a shard alike) is told which file to give, in one line."""
+    train = split_file(version, "train")
+    assert main(["card", "show", str(train)]) == 2
     said = " ".join(capsys.readouterr().err.split())
-    assert "give the card.json (or the folder holding it), not train.jsonl" in said and "Traceback" not in said
+    assert f"give the card.json (or the folder holding it), not {train.name}" in said and "Traceback" not in said

@@ -18,11 +18,15 @@ from tunesmith.train.data import TrainDataError, preflight
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "sft_tiny.jsonl"
 
 
+def curated(tmp_path, tokenizer, **extra) -> Path:
+    config = CurateConfig(name="tiny", output_dir=str(tmp_path), tokenizer=str(tokenizer),
+                          sources=[{"path": str(FIXTURE)}], gates={"min_rows": 5}, **extra)
+    return run_curate(config).directory
+
+
 @pytest.fixture
 def card_dir(tmp_path, tiny_tokenizer_dir) -> Path:
-    config = CurateConfig(name="tiny", output_dir=str(tmp_path), tokenizer=str(tiny_tokenizer_dir),
-                          sources=[{"path": str(FIXTURE)}], gates={"min_rows": 5})
-    return run_curate(config).directory
+    return curated(tmp_path, tiny_tokenizer_dir)
 
 
 def test_open_card_reads_every_split(card_dir):
@@ -32,6 +36,16 @@ def test_open_card_reads_every_split(card_dir):
 
 
 def test_a_changed_split_file_is_refused_by_name(card_dir):
+    shard = card_dir / "train-00000-of-00001.parquet"  # the default: Parquet shards
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CardError, match=r"train-00000-of-00001\.parquet: split 'train' changed"):
+        open_card(card_dir)
+
+
+def test_a_changed_jsonl_split_file_is_refused_by_name(tmp_path, tiny_tokenizer_dir):
+    card_dir = curated(tmp_path, tiny_tokenizer_dir, split_format="jsonl")
     with open(card_dir / "train.jsonl", "a") as handle:
         handle.write(json.dumps({"id": "x", "messages": []}) + "\n")
     with pytest.raises(CardError, match=r"train\.jsonl: split 'train' changed"):

@@ -69,7 +69,7 @@ def test_an_sft_card_edited_to_hide_preference_rows_is_refused_by_its_rows(prefe
     data = json.loads(preference_card.read_text())
     data["task"] = "sft"
     preference_card.write_text(json.dumps(data))
-    with pytest.raises(CardError, match=r"\.jsonl:1: field rejected: present, but the card's task is sft"):
+    with pytest.raises(CardError, match=r"-of-\d+\.parquet row 1: field rejected: present, but the card's task is sft"):
         open_card(preference_card)
 
 

@@ -79,8 +79,9 @@ def test_cli_train_prints_the_run_folder_and_refuses_a_changed_card(tmp_path, ca
             f"output_dir={tmp_path / 'runs'}", "run_id=cli", "max_steps=2", "batch_size=4", "eval_steps=1"]
     assert main(args) == 0
     assert capsys.readouterr().out.strip().endswith("cli")
-    with open(card.parent / "train.jsonl", "a") as handle:
-        handle.write("{}\n")
+    [shard] = card.parent.glob("train-*.parquet")  # the train split's one shard, changed after curation
+    with open(shard, "ab") as handle:
+        handle.write(b"\0")
     assert main([*args[:-3], "run_id=cli2", "max_steps=2"]) == 2
     assert not (tmp_path / "runs" / "cli2").exists()
 

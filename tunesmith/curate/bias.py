@@ -2,36 +2,49 @@
 
 It counts identity terms per category, gendered pronouns, identity terms linked to a negative descriptor in
 one clause (`cooccurrence.py`; each one a review item with its sentence), profanity, and the languages of a
-seeded sample. The word lists are English only (`lexicon.py`), and the findings say so.
+seeded sample (`language_sample.py`). The word lists are English only (`lexicon.py`), and the findings say so.
+
+A row stage: each process feeds its rows to a `_Tally` (counters, the first ids and review items, the language
+sample), tallies of batches merge in row order, and the findings and warnings are written from the merged one.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from typing import Any
 
 from pydantic import Field
 
 from tunesmith.config import StrictModel
 from tunesmith.curate import cooccurrence
+from tunesmith.curate.language_sample import (
+    LANGUAGES_COVERED,
+    LanguageSample,
+    coverage_sentence,
+    judged,
+    not_covered,
+    short_note,
+)
 from tunesmith.curate.lexicon import CATEGORIES, PRONOUNS, Lexicon, count_terms, load_lexicon, scan, tokens
 from tunesmith.curate.record import Example
-from tunesmith.curate.stage import Stage, StageContext, register_stage
+from tunesmith.curate.stage import Stage, StageContext, StageFindings, register_stage
 
 __all__ = ["CATEGORIES", "BiasAudit", "load_lexicon", "scan"]
 
 log = logging.getLogger(__name__)
 
 SIDES = ("prompt", "response")
-LANGUAGES_COVERED = ["en"]  # the lexicons are English word lists
 MAX_REVIEW = 50
+ID_LIMITS = {"ids": 5, "co_ids": 5, "toxic_ids": 10}  # example ids kept per category / for profanity
 
 
 class _Tally:
-    """Running counts over rows; `findings()` turns them into the stage's findings."""
+    """Running counts over rows; `merge` appends a later tally (counters add, the first ids and review items are
+    kept in row order), and `findings()` turns them into the stage's findings."""
 
-    def __init__(self, window: int) -> None:
-        self.window = window
+    def __init__(self, window: int, sample: LanguageSample) -> None:
+        self.window, self.sample, self.rows = window, sample, 0
         self.identity = {c: {"prompt": 0, "response": 0, "rows": 0} for c in CATEGORIES}
         self.terms = {c: Counter() for c in CATEGORIES}
         self.ids: dict[str, list[str]] = {c: [] for c in CATEGORIES}
@@ -44,6 +57,7 @@ class _Tally:
         self.toxic_rows, self.toxic_ids, self.toxic_terms = 0, [], Counter()
 
     def add(self, example: Example, lex: Lexicon) -> None:
+        self.rows += 1
         categories, pairs, profanity = set(), set(), Counter()
         # a preference row's rejected answer is text the data holds too, so it is read like a response
         turns = [*((m, m.role) for m in example.messages), *((m, "rejected") for m in example.rejected)]
@@ -81,18 +95,42 @@ class _Tally:
     def _add_row(self, row_id: str, categories: set, pairs: set, profanity: Counter) -> None:
         for category in categories:
             self.identity[category]["rows"] += 1
-            _append(self.ids[category], row_id, 5)
+            _append(self.ids[category], row_id, ID_LIMITS["ids"])
         for category in {p[0] for p in pairs}:
             self.co_rows[category] += 1
-            _append(self.co_ids[category], row_id, 5)
+            _append(self.co_ids[category], row_id, ID_LIMITS["co_ids"])
         for category, term, neg in sorted(pairs):  # sorted: ties in the top pairs come out the same each run
             self.co_pairs[category][f"{term}+{neg}"] += 1
         if profanity:
             self.toxic_rows += 1
-            _append(self.toxic_ids, row_id, 10)
+            _append(self.toxic_ids, row_id, ID_LIMITS["toxic_ids"])
             self.toxic_terms.update(profanity)
 
-    def findings(self, rows: int) -> dict:
+    def merge(self, other: _Tally) -> _Tally:
+        """This tally followed by `other` (the later rows). Counters keep first-seen key order when they add, so
+        ties in the top terms come out as one pass over all rows would give them."""
+        self.rows += other.rows
+        for c in CATEGORIES:
+            for side, n in other.identity[c].items():
+                self.identity[c][side] += n
+            self.terms[c].update(other.terms[c])
+            self.co_pairs[c].update(other.co_pairs[c])
+            self.co_rows[c] += other.co_rows[c]
+            self.ids[c] = (self.ids[c] + other.ids[c])[: ID_LIMITS["ids"]]
+            self.co_ids[c] = (self.co_ids[c] + other.co_ids[c])[: ID_LIMITS["co_ids"]]
+        for side in SIDES:
+            for pronoun, n in other.pronouns[side].items():
+                self.pronouns[side][pronoun] += n
+        self.review = (self.review + other.review)[:MAX_REVIEW]
+        self.review_total += other.review_total
+        self.toxic_rows += other.toxic_rows
+        self.toxic_ids = (self.toxic_ids + other.toxic_ids)[: ID_LIMITS["toxic_ids"]]
+        self.toxic_terms.update(other.toxic_terms)
+        self.sample.merge(other.sample)
+        return self
+
+    def findings(self) -> dict:
+        rows = self.rows
         he = self.pronouns["prompt"]["he"] + self.pronouns["response"]["he"]
         she = self.pronouns["prompt"]["she"] + self.pronouns["response"]["she"]
         identity = {
@@ -153,39 +191,57 @@ def warnings_for(findings: dict, config: BiasAudit.Config) -> list[str]:
         tox = findings["toxicity"]
         out.append(f"profanity: {tox['rows']} row(s) ({tox['rate']:.1%}) contain profanity")
     languages, short = findings["languages"], findings.get("language_too_short", 0)
-    other = _not_covered(languages)
+    other = not_covered(languages)
     if other > 0.5:
-        out.append(f"languages: {other:.0%} of the sampled rows are not English (counting the {_judged(languages)} "
-                   f"rows long enough to tell{_short_note(short)}); the bias lexicons are English-only, so the "
+        out.append(f"languages: {other:.0%} of the sampled rows are not English (counting the {judged(languages)} "
+                   f"rows long enough to tell{short_note(short)}); the bias lexicons are English-only, so the "
                    "identity, pronoun, co-occurrence and profanity findings do not cover those rows")
     return out
 
 
-def _judged(languages: dict[str, int]) -> int:
-    """Sampled rows whose language was told (too-short rows are not in `languages`; no-text rows are 'und')."""
-    return sum(languages.values()) - languages.get("und", 0)
+class _Identity(StageFindings):
+    prompt: int
+    response: int
+    rows: int
+    top_terms: dict[str, int]
+    example_ids: list[str]
 
 
-def _not_covered(languages: dict[str, int]) -> float:
-    """Share of the judged sampled rows in a language the lexicons do not cover."""
-    judged = _judged(languages)
-    covered = sum(languages.get(code, 0) for code in LANGUAGES_COVERED)
-    return 1 - covered / judged if judged > 0 else 0.0
+class _Cooccurrence(StageFindings):
+    rows: int
+    rate: float
+    example_ids: list[str]
+    pairs: dict[str, int]
 
 
-def _short_note(short: int) -> str:
-    return f"; {short} more sampled row(s) were too short to tell" if short else ""
+class _Toxicity(StageFindings):
+    rows: int
+    rate: float
+    example_ids: list[str]
+    top_terms: dict[str, int]
 
 
-def coverage_sentence(languages: dict[str, int], short: int = 0) -> str:
-    other = _not_covered(languages)
-    sentence = "The bias lexicons are English-only: identity terms, pronouns, co-occurrence and profanity are found in English text only."
-    if other > 0:
-        sentence += (f" {other:.0%} of the sampled rows are in other languages (counting the rows long enough to "
-                     "tell), which these findings do not cover.")
-    if short:
-        sentence += f" {short} sampled row(s) were too short to tell their language."
-    return sentence
+class _Pronouns(StageFindings):
+    prompt: dict[str, int]
+    response: dict[str, int]
+    he_she_ratio: float | None
+
+
+class BiasFindings(StageFindings):
+    identity_terms: dict[str, _Identity]
+    pronouns: _Pronouns
+    cooccurrence: dict[str, _Cooccurrence]
+    toxicity: _Toxicity
+    review: list[dict[str, Any]]
+    review_total: int
+    languages: dict[str, int]
+    language_sample_size: int
+    language_sample_method: str
+    language_too_short: int
+    languages_covered: list[str]
+    coverage: str
+    warnings: list[str]
+
 
 
 @register_stage
@@ -193,8 +249,10 @@ class BiasAudit(Stage):
     """Inspector: keeps every row, records identity, pronoun, co-occurrence, toxicity and language findings."""
 
     name = "bias_audit"
-    version = "2"
+    version = "3"  # 3: the language sample is a bottom-k of seeded id hashes (the same for any batching)
+    mode = "row"
     inspector = True
+    Findings = BiasFindings
 
     class Config(StrictModel):
         language_sample: int = Field(
@@ -221,15 +279,28 @@ class BiasAudit(Stage):
             "(per category) they are also a warning."
         )
 
-    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
-        lex = load_lexicon()
-        tally = _Tally(self.config.cooccurrence_window)
-        for example in examples:
-            tally.add(example, lex)
-        findings = tally.findings(len(examples))
-        languages, sample_size, short = self._languages(examples, ctx)
+    def setup(self, ctx: StageContext) -> None:
+        self._lex = load_lexicon()
+
+    def open(self, ctx: StageContext) -> _Tally:
+        cfg = self.config
+        return _Tally(cfg.cooccurrence_window, LanguageSample(cfg.language_sample, cfg.language_chars, ctx.seed))
+
+    def process_batch(self, batch: list[Example], state: _Tally, ctx: StageContext) -> list[Example]:
+        for example in batch:
+            state.add(example, self._lex)
+        state.sample.add(batch)
+        return list(batch)
+
+    def merge(self, state: _Tally, other: _Tally) -> _Tally:
+        return state.merge(other)
+
+    def close(self, state: _Tally, ctx: StageContext) -> None:
+        findings = state.findings()
+        languages, short = state.sample.languages(self.config.language_min_letters)
         findings["languages"] = languages
-        findings["language_sample_size"] = sample_size
+        findings["language_sample_size"] = len(state.sample.rows)
+        findings["language_sample_method"] = state.sample.method()
         findings["language_too_short"] = short
         findings["languages_covered"] = LANGUAGES_COVERED
         findings["coverage"] = coverage_sentence(languages, short)
@@ -238,26 +309,3 @@ class BiasAudit(Stage):
             ctx.finding(key, value)
         for warning in findings["warnings"]:
             log.warning("bias_audit: %s", warning)
-        return list(examples)
-
-    def _languages(self, examples: list[Example], ctx: StageContext) -> tuple[dict[str, int], int, int]:
-        """Language counts over a seeded sample of rows (py3langid, offline), the sample size, and the sampled rows
-        too short to tell: language ID guesses wildly on a few words, so those rows count as no language."""
-        size = min(len(examples), self.config.language_sample)
-        if size == 0:
-            return {}, 0, 0
-        import py3langid as langid  # loads its model on first use; kept out of module import
-
-        indices = sorted(ctx.rng.sample(range(len(examples)), size))
-        counts: Counter[str] = Counter()
-        short = 0
-        for i in indices:
-            text = examples[i].text()[: self.config.language_chars]
-            letters = sum(ch.isalpha() for ch in text)
-            if not text.strip():
-                counts["und"] += 1
-            elif letters < self.config.language_min_letters:
-                short += 1
-            else:
-                counts[langid.classify(text)[0]] += 1
-        return dict(counts.most_common()), size, short

@@ -8,6 +8,7 @@ exists only for complete versions. The same inputs and config give the same fing
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,13 +16,16 @@ from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import (
     CARD_FILE,
     GateRecord,
+    ShardRecord,
     SplitRecord,
     StageRecord,
     card_fingerprint,
     read_card,
 )
-from tunesmith.curate.config import CurateConfig
+from tunesmith.card_integrity import shards_sha256
+from tunesmith.curate.config import DEFAULT_SHARD_ROWS, CurateConfig
 from tunesmith.curate.record import Example
+from tunesmith.split_files import ROW_GROUP_ROWS, open_writer, to_record, write_table
 
 # names in a dataset folder that are never versions: work folders and the lock (hidden) and kept gate failures
 NOT_VERSIONS = (".", "failed-")
@@ -30,19 +34,106 @@ NOT_VERSIONS = (".", "failed-")
 _ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
 
-def write_splits(examples: list[Example], directory: Path) -> dict[str, SplitRecord]:
-    """One JSONL file per split (all rows in `all.jsonl` when nothing assigned splits)."""
-    by_split: dict[str, list[Example]] = defaultdict(list)
-    for example in examples:
-        by_split[example.split or "all"].append(example)
-    records = {}
-    for name in sorted(by_split):
-        path = directory / f"{name}.jsonl"
-        with open(path, "w", encoding="utf-8") as handle:
-            for example in by_split[name]:
-                handle.write(_ROW_ENCODER.encode(example.to_json()) + "\n")
-        records[name] = SplitRecord(file=path.name, rows=len(by_split[name]), sha256=sha256_file(path))
-    return records
+class SplitWriter:
+    """Writes survivors as they stream in, per split (`all` when nothing assigned splits); within a split the rows
+    keep their order, and Parquet shards and row groups are cut by row count, so the files never depend on the
+    batch size or the workers.
+
+    `jsonl`: one `<split>.jsonl` per split, as cards always had. `parquet`: shards of `shard_rows` rows named
+    `<split>-00000-of-00003.parquet` (written as `<split>-00000.parquet`, renamed at close once the count is
+    known). Callers pass the config's `split_format`; jsonl is the default for those that do not.
+    """
+
+    def __init__(self, directory: Path, split_format: str = "jsonl", shard_rows: int = DEFAULT_SHARD_ROWS):
+        self.directory, self.split_format, self.shard_rows = Path(directory), split_format, shard_rows
+        self.handles: dict[str, object] = {}
+        self.rows: dict[str, int] = defaultdict(int)
+        self.shards: dict[str, list[ShardRecord]] = defaultdict(list)  # closed shards, under their first names
+        self.pending: dict[str, list[dict]] = defaultdict(list)  # Parquet records of the row group being filled
+
+    def write(self, batch: list[Example]) -> None:
+        if self.split_format == "jsonl":
+            self._write_jsonl(batch)
+            return
+        for example in batch:
+            self._add_record(example.split or "all", to_record(example.to_json()))
+
+    def _write_jsonl(self, batch: list[Example]) -> None:
+        for example in batch:
+            name = example.split or "all"
+            handle = self.handles.get(name)
+            if handle is None:
+                handle = self.handles[name] = open(self.directory / f"{name}.jsonl", "w", encoding="utf-8")
+            handle.write(_ROW_ENCODER.encode(example.to_json()) + "\n")
+            self.rows[name] += 1
+
+    def _add_record(self, name: str, record: dict) -> None:
+        pending = self.pending[name]
+        pending.append(record)
+        self.rows[name] += 1
+        in_shard = (self.rows[name] - 1) % self.shard_rows + 1
+        if in_shard == self.shard_rows:
+            self._flush(name, end_shard=True)
+        elif len(pending) == ROW_GROUP_ROWS:
+            self._flush(name, end_shard=False)
+
+    def _flush(self, name: str, end_shard: bool) -> None:
+        """Write the pending records as one row group of the open shard (opening it first), closing it at its end."""
+        if self.pending[name]:
+            if name not in self.handles:
+                self.handles[name] = open_writer(self._shard_path(name, len(self.shards[name])))
+            write_table(self.handles[name], self.pending[name])
+            self.pending[name] = []
+        if end_shard and name in self.handles:
+            self.handles.pop(name).close()
+            path = self._shard_path(name, len(self.shards[name]))
+            rows = self.rows[name] - sum(shard.rows for shard in self.shards[name])
+            self.shards[name].append(ShardRecord(file=path.name, rows=rows, sha256=sha256_file(path)))
+
+    def _shard_path(self, name: str, index: int) -> Path:
+        return self.directory / f"{name}-{index:05d}.parquet"
+
+    def close(self) -> dict[str, SplitRecord]:
+        if self.split_format == "jsonl":
+            return self._close_jsonl()
+        for name in list(self.pending):
+            self._flush(name, end_shard=True)
+        return {name: self._sharded_record(name) for name in sorted(self.shards)}
+
+    def _sharded_record(self, name: str) -> SplitRecord:
+        """Rename the split's shards to their `-of-` names (the bytes, and so the hashes, stay)."""
+        count, shards = len(self.shards[name]), []
+        for index, shard in enumerate(self.shards[name]):
+            final = f"{name}-{index:05d}-of-{count:05d}.parquet"
+            os.replace(self.directory / shard.file, self.directory / final)
+            shards.append(ShardRecord(file=final, rows=shard.rows, sha256=shard.sha256))
+        return SplitRecord(rows=self.rows[name], sha256=shards_sha256(shards), shards=shards)
+
+    def _close_jsonl(self) -> dict[str, SplitRecord]:
+        records = {}
+        for name in sorted(self.handles):
+            self.handles[name].close()
+            path = self.directory / f"{name}.jsonl"
+            records[name] = SplitRecord(file=path.name, rows=self.rows[name], sha256=sha256_file(path))
+        self.handles = {}
+        return records
+
+    def abort(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+        self.handles = {}
+
+
+def write_splits(examples: list[Example], directory: Path, split_format: str = "jsonl",
+                 shard_rows: int = DEFAULT_SHARD_ROWS) -> dict[str, SplitRecord]:
+    """The split files of `examples` (all rows in `all` when nothing assigned splits); see SplitWriter."""
+    writer = SplitWriter(directory, split_format, shard_rows)
+    try:
+        writer.write(examples)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
 
 
 def fingerprint(config: CurateConfig, splits: dict[str, SplitRecord]) -> str:

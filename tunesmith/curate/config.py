@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any
+import os
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -11,6 +12,7 @@ from tunesmith.config import StrictModel, home_path, preview, problem_text
 from tunesmith.curate.sources import SourceConfig, require_utf8, source_name
 from tunesmith.curate.stage import STAGES
 
+DEFAULT_SHARD_ROWS = 100_000
 DEFAULT_STAGES = ["validate", "exact_dedup", "near_dedup", "pii", "bias_audit", "token_stats", "split", "contamination"]
 
 
@@ -57,9 +59,37 @@ class CurateConfig(StrictModel):
     )
     gates: GatesConfig = Field(default_factory=GatesConfig, description="Quality gates checked before writing.")
     report: bool = Field(True, description="Write report.html (the audit report) with the version.")
-    background_inspectors: bool = Field(
-        True, description="Run stages that change no row (bias_audit) in a second process while the rest go on."
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: stream in this process (and `workers` forked processes); ray: the same stages "
+        "on Ray Data (`pip install tunesmith[ray]`). Both write identical files."
     )
+    workers: int | Literal["auto"] = Field(
+        "auto", description="Processes for the row stages (validate, pii, bias_audit, token_stats) with the local "
+        "executor; auto: one per CPU this process may use (at most 8)."
+    )
+    batch_size: int = Field(
+        1000, ge=1, le=1_000_000, description="Rows per batch; memory grows with it, not with the size of the data."
+    )
+    split_format: Literal["parquet", "jsonl"] = Field(
+        "parquet", description="How split files are written: parquet (shards `<split>-00000-of-00003.parquet`, "
+        "which `datasets.load_dataset(<version folder>)` reads) or jsonl (one `<split>.jsonl` per split)."
+    )
+    shard_rows: int = Field(
+        DEFAULT_SHARD_ROWS, ge=1, le=100_000_000, description="Rows per Parquet shard; shards are cut by row count, "
+        "so the files never depend on `batch_size` or `workers`."
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to connect to (e.g. ray://head:10001); default: start a local one."
+    )
+
+    def worker_count(self) -> int:
+        if self.workers != "auto":
+            return max(1, int(self.workers))
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, 8))
 
     @field_validator("output_dir")
     @classmethod

@@ -5,12 +5,17 @@ leak the answer into training; so do training rows that overlap a user's own eva
 flagged pair is listed with the shared span as evidence; `action: drop` removes the leaking rows. The share of
 each evaluation set found in training is recorded and warned about above `warn_rate`; the gate
 `max_contamination_rate` reads `contamination_rate`, the worst share left in the written version.
+
+A global stage in bounded memory: pass 1 keeps the held-out rows' keys only (a 64-bit hash of the normalised
+prompt, their n-gram hashes: contamination_keys.py), training rows are re-read from the spill in the resolve and
+probed against them, and pass 2 rejects the rows decided there.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -19,20 +24,69 @@ from pydantic import Field
 
 from tunesmith.config import StrictModel
 from tunesmith.curate import minhash
-from tunesmith.curate.dedup import field_text, normalise
+from tunesmith.curate.contamination_keys import EvalFileKeys, HeldOutKeys, Side
+from tunesmith.curate.dedup import field_text
 from tunesmith.curate.record import Example
 from tunesmith.curate.sources import SourceConfig, read_source
-from tunesmith.curate.split import record_trainable_tokens
-from tunesmith.curate.stage import Stage, StageContext, register_stage
+from tunesmith.curate.split_keys import TokensBySplit
+from tunesmith.curate.stage import GlobalStage, RowStore, StageContext, StageFindings, register_stage
 
 log = logging.getLogger(__name__)
 
 
-class Contamination(Stage):
-    """Flag (or drop) held-out rows that overlap training rows, and training rows that overlap eval files."""
+class ContaminationFindings(StageFindings):
+    ngram: int
+    contaminated_rows: int
+    pairs: list[dict]
+    rates: dict[str, dict]
+    contamination_rate: float
+    warnings: list[str]
+    trainable_tokens_by_split: dict[str, int] | None = None  # only when token_stats counted them
+
+
+@dataclass
+class _Found:
+    """The pairs of one comparison (held-out vs train, or train vs one eval file), in row order: the first
+    `limit` in full, the count, the reference rows named, and per contaminated row id the first pair's reason
+    (empty unless `action: drop` needs it)."""
+
+    limit: int
+    keep_reasons: bool
+    pairs: list[dict] = field(default_factory=list)
+    count: int = 0
+    references: set[str] = field(default_factory=set)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def add(self, pair: dict) -> None:
+        self.count += 1
+        if len(self.pairs) < self.limit:
+            self.pairs.append(pair)
+        self.references.add(pair["b"])
+        if pair["a"] not in self.reasons:
+            self.reasons[pair["a"]] = (f"{pair['kind']} overlap with {pair['b']}: {pair['span'][:200]}"
+                                       if self.keep_reasons else "")
+
+
+@dataclass
+class _State:
+    held: HeldOutKeys = field(default_factory=HeldOutKeys)
+    reasons: dict[str, str] = field(default_factory=dict)  # contaminated row id -> why (after resolve)
+    pairs: list[dict] = field(default_factory=list)
+    rates: dict[str, dict] = field(default_factory=dict)
+    rows: int = 0  # seen by pass 1
+    tokens: TokensBySplit = field(default_factory=TokensBySplit)  # of the rows kept: a drop leaves train fewer
+
+
+class Contamination(GlobalStage):
+    """Flag (or drop) held-out rows that overlap training rows, and training rows that overlap eval files.
+
+    Pass 1 keeps only the held-out rows' prompt and n-gram hashes; the resolve streams the training rows past
+    them (and past each eval file), then reads back just the rows a pair names; pass 2 drops the flagged rows.
+    """
 
     name = "contamination"
     version = "1"
+    Findings = ContaminationFindings
 
     class Config(StrictModel):
         ngram: int = Field(13, ge=3, le=100, description="Word n-gram length that counts as overlap (at most 100).")
@@ -57,24 +111,93 @@ class Contamination(Stage):
             "of the held-out (validation + test) rows, or of an `eval_files` file's rows."
         )
 
-    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
-        is_train = np.array([ex.split in (self.config.train_split, None) for ex in examples], dtype=bool)
-        everything = _Side.of(examples, self.config.ngram, ctx.extra.get("word_cache"))  # shingle every row once, then take subsets
-        train, held_out = everything.subset(is_train), everything.subset(~is_train)
-        pairs = self._overlaps(held_out, train, "test_vs_train")
-        rates = {"held_out": _rate(len(held_out.rows), len(pairs))}
-        for path in self.config.eval_files:
-            eval_side = _Side.of(self._read_eval(path), self.config.ngram)
-            found = self._overlaps(train, eval_side, "train_vs_eval_file")
-            rates[f"eval_file:{path}"] = _rate(len(eval_side.rows), len({p["b"] for p in found}))
-            pairs += found
-        ctx.finding("ngram", self.config.ngram)
-        ctx.finding("contaminated_rows", len({p["a"] for p in pairs}))
-        ctx.finding("pairs", pairs[: self.config.max_pairs_recorded])
-        self._record_rates(rates, ctx)
-        out = examples if self.config.action == "report" else self._drop(examples, pairs, ctx)
-        record_trainable_tokens(out, ctx)  # after a drop, train may hold fewer tokens than the split counted
+    def open(self, ctx: StageContext) -> _State:
+        return _State()
+
+    def _is_train(self, example: Example) -> bool:
+        return example.split in (self.config.train_split, None)
+
+    def add_keys(self, batch: list[Example], start: int, state: _State, ctx: StageContext) -> None:
+        state.rows = start + len(batch)
+        index = [i for i, ex in enumerate(batch) if not self._is_train(ex)]
+        if index:
+            side = Side.of([batch[i] for i in index], self.config.ngram, ctx.extra.get("word_cache"))
+            state.held.add(side, start + np.array(index, dtype=np.int64))
+
+    def resolve(self, state: _State, rows: RowStore, ctx: StageContext) -> None:
+        cfg, held = self.config, state.held
+        held.seal(state.rows)
+        evals = [(path, EvalFileKeys(self._read_eval(path), cfg.ngram, cfg.boilerplate_rows)) for path in cfg.eval_files]
+        found = [self._found() for _ in evals]
+        if len(held.positions) or evals:
+            for positions, batch in _train_chunks(rows, self._is_train):  # streamed past the held-out and eval keys
+                train = Side.of(batch, cfg.ngram, ctx.extra.get("word_cache"))
+                held.probe(train, positions)
+                for (_, keys), into in zip(evals, found):
+                    for q, kind, r, offset, share in keys.matches(train, cfg.min_overlap):
+                        a, b = train.rows[q], keys.side.rows[r]
+                        span = self._span(a, train.texts[q], kind, offset)
+                        into.add(_pair(a.id, a.split, b.id, b.split, kind, span, share, "train_vs_eval_file"))
+        held_found = self._held_out_pairs(held, rows)
+        state.rates = {"held_out": _rate(len(held.positions), held_found.count)}
+        for (path, keys), into in zip(evals, found):
+            state.rates[f"eval_file:{path}"] = _rate(len(keys.side.rows), len(into.references))
+        for part in (held_found, *found):  # the card's order: held-out pairs, then each eval file's
+            state.pairs.extend(part.pairs[: cfg.max_pairs_recorded - len(state.pairs)])
+            for row_id, reason in part.reasons.items():
+                state.reasons.setdefault(row_id, reason)
+        state.held = HeldOutKeys()  # its keys are spent
+
+    def _found(self) -> _Found:
+        return _Found(self.config.max_pairs_recorded, self.config.action == "drop")
+
+    def _held_out_pairs(self, held: HeldOutKeys, rows: RowStore) -> _Found:
+        """The held-out rows found in training, as pairs; their texts and the training rows' ids are read back
+        from `rows`, only for the rows a pair names."""
+        out = self._found()
+        matches = held.matches(self.config.boilerplate_rows, self.config.min_overlap)
+        if not matches:
+            return out
+        wanted = {int(held.positions[j]): (kind, offset) for j, kind, _, offset, _ in matches}
+        references = {row for _, _, row, _, _ in matches}
+        seen: dict[int, tuple] = {}  # position -> (id, split[, span]): a few short strings per pair
+        for start, batch in rows.batches():
+            for at in range(start, start + len(batch)):
+                row = batch[at - start]
+                if at in wanted:
+                    seen[at] = (row.id, row.split, self._span(row, field_text(row, "conversation"), *wanted[at]))
+                elif at in references:
+                    seen[at] = (row.id, row.split)
+        for j, kind, row, _, share in matches:
+            a_id, a_split, span = seen[int(held.positions[j])]
+            out.add(_pair(a_id, a_split, *seen[row], kind, span, share, "test_vs_train"))
         return out
+
+    def _span(self, row: Example, text: str, kind: str, offset: int) -> str:
+        """The evidence a pair shows: the repeated prompt, or the row's first shared n-gram."""
+        if kind == "exact":
+            return field_text(row, "prompt")[:300]
+        return " ".join(minhash.words(text)[offset : offset + self.config.ngram])[:300]
+
+    def apply(self, batch: list[Example], start: int, state: _State, ctx: StageContext) -> list[Example]:
+        kept = batch
+        if self.config.action == "drop" and state.reasons:
+            kept = []
+            for example in batch:
+                reason = state.reasons.get(example.id)
+                if reason is None:
+                    kept.append(example)
+                else:
+                    ctx.reject(example, "contaminated", reason)
+        state.tokens.add(kept, ctx)
+        return kept
+
+    def close(self, state: _State, ctx: StageContext) -> None:
+        ctx.finding("ngram", self.config.ngram)
+        ctx.finding("contaminated_rows", len(state.reasons))
+        ctx.finding("pairs", state.pairs)
+        self._record_rates(state.rates, ctx)
+        state.tokens.report(ctx)
 
     def _record_rates(self, rates: dict[str, dict], ctx: StageContext) -> None:
         """The share of each evaluation set found in training, its warnings, and the worst share left after the
@@ -95,17 +218,6 @@ class Contamination(Stage):
         for warning in warnings:
             log.warning("contamination: %s", warning)
 
-    def _drop(self, examples: list[Example], pairs: list[dict], ctx: StageContext) -> list[Example]:
-        out = []
-        reason_of = {p["a"]: p for p in reversed(pairs)}
-        for example in examples:
-            pair = reason_of.get(example.id)
-            if pair is None:
-                out.append(example)
-            else:
-                ctx.reject(example, "contaminated", f"{pair['kind']} overlap with {pair['b']}: {pair['span'][:200]}")
-        return out
-
     def _read_eval(self, path: str) -> list[Example]:
         """An evaluation file's rows as conversations. Only their text is compared, so validate's advice about the
         file's other columns (keep them with `keep_columns`) does not apply and is not logged."""
@@ -122,101 +234,36 @@ class Contamination(Stage):
             quiet.setLevel(level)
         return [ex.replace(split="eval_file") for ex in rows]
 
-    def _overlaps(self, queries: _Side, reference: _Side, kind: str) -> list[dict]:
-        """Pairs (query row, reference row) sharing a normalised prompt, or most of the query's n-grams."""
-        if not queries.rows or not reference.rows:
-            return []
-        found = {}
-        first_prompt = dict(zip(reversed(reference.prompt_keys), reversed(range(len(reference.rows)))))
-        for q, key in enumerate(queries.prompt_keys):
-            r = first_prompt.get(key)
-            if r is not None and key:
-                found[q] = self._pair(queries.rows[q], reference.rows[r], "exact", field_text(queries.rows[q], "prompt"),
-                                      kind)
-        ref_values, ref_rows = self._shared_ngrams(queries.shingles, reference.shingles)
-        q_sh = queries.shingles
-        hit, pos = _lookup(ref_values, q_sh.hashes)
-        per_row = np.bincount(q_sh.row_of, minlength=len(queries.rows))
-        share = np.bincount(q_sh.row_of[hit], minlength=len(queries.rows)) / np.maximum(per_row, 1)
-        hit_index = np.flatnonzero(hit)
-        first_hits = hit_index[np.unique(q_sh.row_of[hit_index], return_index=True)[1]]
-        for shingle_index in first_hits:
-            q = int(q_sh.row_of[shingle_index])
-            if q in found or share[q] < self.config.min_overlap:
-                continue
-            offset = shingle_index - int(np.searchsorted(q_sh.row_of, q))
-            span = " ".join(minhash.words(queries.texts[q])[offset : offset + self.config.ngram])
-            pair = self._pair(queries.rows[q], reference.rows[int(ref_rows[pos[shingle_index]])], "ngram", span, kind)
-            found[q] = {**pair, "overlap": round(float(share[q]), 3)}
-        return [found[q] for q in sorted(found)]
 
-    def _shared_ngrams(self, queries: minhash.Shingles, reference: minhash.Shingles) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted n-grams found on both sides, without boilerplate, and a reference row holding each.
+CHUNK_ROWS = 8192  # training rows shingled at once: hashing a chunk's vocabulary once beats once per small batch
 
-        Only the (small) query side is sorted; the reference is probed against it. An n-gram seen more than
-        `boilerplate_rows` times in the reference is template text, not leakage.
-        """
-        found, _ = _lookup(np.unique(queries.hashes), reference.hashes)
-        where = np.flatnonzero(found)
-        values, first, counts = np.unique(reference.hashes[where], return_index=True, return_counts=True)
-        keep = counts <= self.config.boilerplate_rows
-        return values[keep], reference.row_of[where[first[keep]]]
 
-    @staticmethod
-    def _pair(a: Example, b: Example, kind: str, span: str, direction: str) -> dict:
-        return {"a": a.id, "a_split": a.split, "b": b.id, "b_split": b.split, "kind": kind,
-                "direction": direction, "span": span[:300]}
+def _train_chunks(rows: RowStore, is_train) -> Iterator[tuple[np.ndarray, list[Example]]]:
+    """The training rows of `rows`, with their positions, in chunks of about CHUNK_ROWS rows."""
+    positions: list[int] = []
+    chunk: list[Example] = []
+    for start, batch in rows.batches():
+        for i, example in enumerate(batch):
+            if is_train(example):
+                positions.append(start + i)
+                chunk.append(example)
+        if len(chunk) >= CHUNK_ROWS:
+            yield np.array(positions, dtype=np.int64), chunk
+            positions, chunk = [], []
+    if chunk:
+        yield np.array(positions, dtype=np.int64), chunk
+
+
+def _pair(a_id: str, a_split: str | None, b_id: str, b_split: str | None, kind: str, span: str, share: float,
+          direction: str) -> dict:
+    """A pair as the card lists it; an n-gram pair also gives the share of the row's n-grams found."""
+    pair = {"a": a_id, "a_split": a_split, "b": b_id, "b_split": b_split, "kind": kind, "direction": direction,
+            "span": span}
+    return pair if kind == "exact" else {**pair, "overlap": round(share, 3)}
 
 
 def _rate(rows: int, contaminated: int) -> dict:
     return {"rows": rows, "contaminated": contaminated, "rate": round(contaminated / rows, 4) if rows else 0.0}
-
-
-_FILTER_BITS = 1 << 24  # 2 MB of flags: fits in cache, so probing millions of keys stays cheap
-
-
-def _lookup(sorted_values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each key: is it in `sorted_values`, and at which position (valid where found).
-
-    A flag table indexed by the low bits of the hashes rules out most keys before the binary search,
-    whose random memory access is what costs on millions of keys.
-    """
-    found = np.zeros(len(keys), dtype=bool)
-    pos = np.zeros(len(keys), dtype=np.int64)
-    if len(sorted_values) == 0 or len(keys) == 0:
-        return found, pos
-    flags = np.zeros(_FILTER_BITS, dtype=bool)
-    flags[sorted_values & np.uint64(_FILTER_BITS - 1)] = True
-    maybe = np.flatnonzero(flags[keys & np.uint64(_FILTER_BITS - 1)])
-    at = np.minimum(np.searchsorted(sorted_values, keys[maybe]), len(sorted_values) - 1)
-    found[maybe] = sorted_values[at] == keys[maybe]
-    pos[maybe] = at
-    return found, pos
-
-
-@dataclass
-class _Side:
-    """Rows on one side of a comparison, with their texts, prompt keys and n-gram shingles."""
-
-    rows: list[Example]
-    texts: list[str]
-    prompt_keys: list[str]
-    shingles: minhash.Shingles
-
-    @classmethod
-    def of(cls, rows: list[Example], ngram: int, cache: minhash.WordCache | None = None) -> _Side:
-        texts = [field_text(r, "conversation") for r in rows]
-        keys = [normalise(field_text(r, "prompt"), "aggressive") for r in rows]
-        return cls(rows, texts, keys, minhash.word_shingles(texts, ngram, cache))
-
-    def subset(self, mask: np.ndarray) -> _Side:
-        index = np.flatnonzero(mask)
-        new_row = np.full(len(self.rows), -1, dtype=np.int64)
-        new_row[index] = np.arange(len(index))
-        keep = mask[self.shingles.row_of] if len(self.shingles.row_of) else np.zeros(0, bool)
-        shingles = minhash.Shingles(self.shingles.hashes[keep], new_row[self.shingles.row_of[keep]])
-        return _Side([self.rows[i] for i in index], [self.texts[i] for i in index],
-                     [self.prompt_keys[i] for i in index], shingles)
 
 
 register_stage(Contamination)

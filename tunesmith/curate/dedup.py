@@ -15,8 +15,9 @@ from pydantic import Field
 
 from tunesmith.config import StrictModel, readable
 from tunesmith.curate import minhash
+from tunesmith.curate.dedup_keys import DedupKeys
 from tunesmith.curate.record import Example
-from tunesmith.curate.stage import Stage, StageContext, register_stage
+from tunesmith.curate.stage import GlobalStage, RowStore, StageContext, StageFindings, register_stage
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,30 @@ def key_text(example: Example, field: TextField) -> str:
     return text
 
 
-class ExactDedup(Stage):
+class ExactDedupFindings(StageFindings):
+    warnings: list[str]
+    duplicates: int
+    key_fields: list[str]
+    groups: list[dict]
+    conflicting_labels: dict[str, int] | None = None  # only when KTO labels contradict
+    review: list[dict] | None = None
+    review_total: int | None = None
+
+
+class ExactDedup(GlobalStage):
     """Drop rows whose normalised key fields repeat an earlier row; warn when a key field is near-constant.
 
     The conversation key keeps the role words: the same contents under other roles is another conversation. A KTO
     row's label is part of the key: the same answer labelled true and false is a contradiction, not a duplicate, so
     both rows are kept and reported (a warning and a review item per pair).
+
+    Streamed: pass 1 keeps 17 bytes a row (dedup_keys.py), the resolve picks the first row of each key, pass 2
+    rejects the others naming their original, whose id it met first (an original comes before its duplicates).
     """
 
     name = "exact_dedup"
     version = "3"  # 3: the KTO label is part of the key; conflicting labels are reported
+    Findings = ExactDedupFindings
 
     class Config(StrictModel):
         fields: list[TextField] = Field(
@@ -85,39 +100,58 @@ class ExactDedup(Stage):
             description="Dropped ids listed per group on the card; rejected/exact_dedup.jsonl names every one.",
         )
 
-    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
+    def open(self, ctx: StageContext) -> DedupKeys:
+        return DedupKeys()
+
+    def add_keys(self, batch: list[Example], start: int, state: DedupKeys, ctx: StageContext) -> None:
+        if start != state.rows:
+            raise ValueError(f"exact_dedup: batch at position {start} after {state.rows} rows")
         cfg = self.config
-        columns = {f: [normalise(key_text(ex, f), cfg.normalize) for ex in examples] for f in cfg.fields}
-        self._warn_constant_fields(columns, len(examples), ctx)
-        first_of: dict[bytes, Example] = {}
-        groups: dict[str, list[str]] = {}
-        labels = _LabelConflicts()
+        several = len(cfg.fields) > 1
+        for example in batch:
+            parts = [normalise(key_text(example, f), cfg.normalize) for f in cfg.fields]
+            digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            fields = {f: _field_hash(part) for f, part in zip(cfg.fields, parts)} if several else {}
+            state.add(digest, example.label, fields)
+
+    def resolve(self, state: DedupKeys, rows: RowStore, ctx: StageContext) -> None:
         # two labels contradict only when the answer is in the key; one prompt with a good and a bad answer is KTO
-        answer_keyed = bool({"conversation", "response"} & set(cfg.fields))
-        kept = []
-        for example, parts in zip(examples, zip(*columns.values())):
-            unlabelled = hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest()
-            key = unlabelled if example.label is None else unlabelled + (b"T" if example.label else b"F")
-            original = first_of.setdefault(key, example)
-            if original is example:
+        answer_keyed = bool({"conversation", "response"} & set(self.config.fields))
+        state.decide(list(self.config.fields), answer_keyed, REVIEW_CAP)
+
+    def apply(self, batch: list[Example], start: int, state: DedupKeys, ctx: StageContext) -> list[Example]:
+        positions = range(start, start + len(batch))
+        original_of, heads = state.original_of(positions), state.heads_among(positions)
+        key, limit, kept = "+".join(self.config.fields), self.config.max_members_recorded, []
+        for position, example in zip(positions, batch):
+            original = original_of.get(position)
+            if original is None:
                 kept.append(example)
-                if example.label is not None and answer_keyed:
-                    labels.add(unlabelled, example)
-            else:
-                groups.setdefault(original.id, []).append(example.id)
-                ctx.reject(example, "exact_duplicate", f"same {'+'.join(cfg.fields)} as {original.id}")
-        ctx.finding("duplicates", len(examples) - len(kept))
-        ctx.finding("key_fields", list(cfg.fields))
-        limit = cfg.max_members_recorded
-        ctx.finding("groups", [with_total({"kept": k, "dropped": v[:limit]}, "dropped", len(v))
-                               for k, v in list(groups.items())[:100]])
-        labels.report(ctx, cfg.fields)
+                if position in heads:
+                    state.open_ids[position] = example.id
+                    if position in state.card:
+                        state.card_kept[position] = example.id
+                if position in state.pair_rows:
+                    state.pair_rows[position] = example
+                continue
+            ctx.reject(example, "exact_duplicate", f"same {key} as {state.open_ids[original]}")
+            dropped = state.card.get(original)
+            if dropped is not None and len(dropped) < limit:
+                dropped.append(example.id)
+            state.duplicate_seen(original)
         return kept
 
-    def _warn_constant_fields(self, columns: dict[str, list[str]], rows: int, ctx: StageContext) -> None:
-        warnings = []
-        for field, values in columns.items():
-            distinct = len(set(values))
+    def close(self, state: DedupKeys, ctx: StageContext) -> None:
+        self._warn_constant_fields(state, ctx)
+        ctx.finding("duplicates", int(len(state.dup_pos)))
+        ctx.finding("key_fields", list(self.config.fields))
+        ctx.finding("groups", [with_total({"kept": state.card_kept[head], "dropped": dropped}, "dropped",
+                                          state.card_totals[head]) for head, dropped in state.card.items()])
+        self._report_conflicts(state, ctx)
+
+    def _warn_constant_fields(self, state: DedupKeys, ctx: StageContext) -> None:
+        warnings, rows = [], state.rows
+        for field, distinct in state.distinct.items():
             if rows >= 20 and distinct / rows < self.config.constant_warning:
                 warnings.append(
                     f"key field '{field}' has only {distinct} distinct values in {rows} rows: "
@@ -127,36 +161,27 @@ class ExactDedup(Stage):
             log.warning("exact_dedup: %s", warning)
         ctx.finding("warnings", warnings)
 
-
-class _LabelConflicts:
-    """KTO rows whose key fields match but whose labels differ: the first row of each label per unlabelled key."""
-
-    def __init__(self) -> None:
-        self.first: dict[bytes, dict[bool, Example]] = {}
-        self.pairs: list[tuple[Example, Example]] = []  # (the earlier row, the row with the other label)
-
-    def add(self, unlabelled: bytes, example: Example) -> None:
-        """Called for the first row of each (key, label), so a key pairs at most once: true with false."""
-        seen = self.first.setdefault(unlabelled, {})
-        seen[example.label] = example
-        other = seen.get(not example.label)
-        if other is not None:
-            self.pairs.append((other, example))
-
-    def report(self, ctx: StageContext, fields: list[str]) -> None:
-        """Findings, a warning and review items for the conflicting pairs (nothing when there are none)."""
-        if not self.pairs:
+    def _report_conflicts(self, state: DedupKeys, ctx: StageContext) -> None:
+        """Findings, a warning and review items for KTO rows whose key fields match but whose labels differ
+        (the first row of each label per key; nothing when there are none)."""
+        if not state.pairs_total:
             return
-        key = "+".join(fields)
-        ctx.finding("conflicting_labels", {"pairs": len(self.pairs), "rows": 2 * len(self.pairs)})
-        a, b = self.pairs[0]
-        warning = (f"{readable(len(self.pairs))} KTO answer(s) appear labelled both true and false (same {key}, "
+        key = "+".join(self.config.fields)
+        pairs = [(state.pair_rows[a], state.pair_rows[b]) for a, b in state.pairs]
+        ctx.finding("conflicting_labels", {"pairs": state.pairs_total, "rows": 2 * state.pairs_total})
+        a, b = pairs[0]
+        warning = (f"{readable(state.pairs_total)} KTO answer(s) appear labelled both true and false (same {key}, "
                    f"e.g. {a.id} and {b.id}); KTO would push the same answer up and down: keep the right label and "
                    "drop the other row (see exact_dedup's review items)")
         log.warning("exact_dedup: %s", warning)
         ctx.finding("warnings", [*ctx.findings.get("warnings", []), warning])
-        ctx.finding("review", [_conflict_item(first, second, key) for first, second in self.pairs[:REVIEW_CAP]])
-        ctx.finding("review_total", len(self.pairs))
+        ctx.finding("review", [_conflict_item(first, second, key) for first, second in pairs])
+        ctx.finding("review_total", state.pairs_total)
+
+
+def _field_hash(text: str) -> bytes:
+    """8 bytes standing for one key field's normalised text, to count its distinct values."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
 
 def _conflict_item(first: Example, second: Example, key: str) -> dict:

@@ -84,6 +84,33 @@ def _unique_pairs(parts: list[np.ndarray]) -> np.ndarray:
     return np.unique(found, axis=0)
 
 
+def row_band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Every row's bucket key in every band (n x bands uint64): what a streamed near_dedup keeps per row instead
+    of its signature (8 bytes a band: 128 bytes at the default 16 bands, against 512 for 128 permutations)."""
+    keys = np.empty((sig.shape[0], bands), dtype=np.uint64)
+    for band in range(bands):
+        keys[:, band] = band_keys(np.ascontiguousarray(sig[:, band * rows : (band + 1) * rows]))
+    return keys
+
+
+def shared_bucket_rows(keys: list[np.ndarray], valid: np.ndarray) -> np.ndarray:
+    """Positions (sorted) of the valid rows that share a bucket with another valid row in at least one band.
+
+    `keys` are the per-batch `row_band_keys`, in row order. Any other row is a candidate of nothing, so
+    band_buckets over these rows alone finds the same buckets of two or more rows as over all rows.
+    """
+    index = np.flatnonzero(valid)
+    shared = np.zeros(len(index), dtype=bool)
+    bands = keys[0].shape[1] if keys else 0
+    for band in range(bands):  # one band's column at a time: the keys are not copied whole
+        column = np.concatenate([k[:, band] for k in keys])[index]
+        order = np.argsort(column, kind="stable")
+        same = column[order][1:] == column[order][:-1]
+        shared[order[1:][same]] = True
+        shared[order[:-1][same]] = True
+    return index[shared]
+
+
 def band_keys(block: np.ndarray) -> np.ndarray:
     """One 64-bit hash per row of a 2-D unsigned block (the band key)."""
     mixed = np.zeros(block.shape[0], dtype=np.uint64)

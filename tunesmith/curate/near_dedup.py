@@ -6,25 +6,29 @@ names that row and the Jaccard. Nothing chains: with A~B and B~C but J(A, C) bel
 are kept and only B goes (keepset.py: this holds inside LSH buckets of any size). tag: rows linked by
 confirmed pairs form one group (connected components, so chains join) and all are kept; `split` keeps a
 group on one side, which is safe however loose the chain.
+
+Streamed in two passes: pass 1 keeps each row's LSH band keys only; resolve finds the rows sharing a bucket
+with another row, reads just those back and runs the keep-set on them; pass 2 rejects or tags by position.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from tunesmith.config import StrictModel
-from tunesmith.curate import keepset, minhash
-from tunesmith.curate.dedup import MEMBERS_RECORDED, TextField, field_text, with_total
+from tunesmith.curate import keepset, lsh, minhash
+from tunesmith.curate import near_clusters as clusters_
+from tunesmith.curate.dedup import MEMBERS_RECORDED, TextField, field_text
 from tunesmith.curate.keepset import BucketCheck, greedy_keep
 from tunesmith.curate.lsh import ShingleSets, jaccard
 from tunesmith.curate.record import Example
-from tunesmith.curate.stage import Stage, StageContext, register_stage
+from tunesmith.curate.stage import GlobalStage, RowStore, StageContext, StageFindings, register_stage
 
 # scripts written without spaces between words; a row mostly in them gets character shingles under `auto`
 _UNSPACED = re.compile(
@@ -58,41 +62,59 @@ def unspaced_rows(texts: list[str]) -> np.ndarray:
     return out
 
 
-def linked_groups(rank: np.ndarray, pairs: np.ndarray, jaccard: np.ndarray) -> dict[int, tuple[int, float, int]]:
-    """{member: (group's first row by rank, Jaccard of the member's strongest link, that partner)} for tag mode."""
-    if len(pairs) == 0:
-        return {}
-    n = len(rank)
-    from scipy.sparse import coo_matrix  # here, not at the top: scipy costs 0.4 s of every command's start
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    labels = connected_components(graph, directed=False)[1]
-    by_rank = np.argsort(rank, kind="stable")
-    first_of_label = {}
-    for row in by_rank.tolist():
-        first_of_label.setdefault(int(labels[row]), row)
-    ends, partners = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
-    strengths = np.concatenate([jaccard, jaccard])
-    order = np.lexsort((rank[partners], -strengths, ends))  # per member: strongest link first
-    firsts = order[np.concatenate([[True], ends[order][1:] != ends[order][:-1]])]
-    out = {}
-    for end, partner, j in zip(ends[firsts].tolist(), partners[firsts].tolist(), strengths[firsts].tolist()):
-        keeper = first_of_label[int(labels[end])]
-        if end != keeper:
-            out[end] = (keeper, j, partner)
-    return out
+class NearDedupFindings(StageFindings):
+    warnings: list[str] | None = None  # drop mode only
+    params: dict[str, str | int | float | bool]
+    num_clusters: int
+    duplicate_rows: int
+    kept_beside_dropped: int
+    clusters: list[dict]
+    clusters_file: str | None
 
 
-class NearDedup(Stage):
+@dataclass
+class Candidates:
+    """The rows that share an LSH bucket with another row, read back from the spill: only these are compared."""
+
+    positions: np.ndarray  # int64, sorted: their rows' positions in the stage's input
+    ids: list[str]
+    texts: list[str]  # compared_text of each
+
+
+@dataclass
+class Decision:
+    """The keep-set (or tag groups) over some rows, numbered 0..n-1 in position order."""
+
+    assigned: clusters_.Assigned  # member -> (kept row, Jaccard, partner)
+    pairs: np.ndarray  # confirmed similar pairs
+    params: dict[str, Any]
+    past_cap: int = 0
+
+
+@dataclass
+class NearKeys:
+    """Pass 1's per-row keys (band keys, has-shingles flag), then resolve's verdict for pass 2 and the findings."""
+
+    bands: int
+    rows: int
+    keys: list[np.ndarray] = field(default_factory=list)  # per batch: n x bands uint64
+    has_text: list[np.ndarray] = field(default_factory=list)  # per batch: bool, rows with at least one shingle
+    char_rows: int = 0
+    verdict: dict[int, tuple[str, float]] = field(default_factory=dict)  # position -> (kept row's id, Jaccard)
+    findings: dict[str, Any] = field(default_factory=dict)
+
+
+class NearDedup(GlobalStage):
     """Near-duplicates by MinHash + LSH over word or character n-grams of the normalised message contents.
 
-    A barrier stage: it needs all rows at once to build signatures and LSH buckets. See the module docstring
-    for what drop and tag mean.
+    A global stage: pass 1 keeps 8 bytes per LSH band per row (128 bytes at the defaults), resolve compares only
+    the rows sharing a bucket with another row. See the module docstring for what drop and tag mean.
     """
 
     name = "near_dedup"
     version = "3"  # 3: the keep-set holds inside big LSH buckets; character 3-grams by default
+    Findings = NearDedupFindings
+
 
     class Config(StrictModel):
         field: TextField = Field("conversation", description="Text compared: all message contents by default.")
@@ -137,33 +159,89 @@ class NearDedup(Stage):
                 raise ValueError(f"bands*rows ({self.bands * self.rows}) exceeds num_perm ({self.num_perm})")
             return self
 
-    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
+    def open(self, ctx: StageContext) -> NearKeys:
         cfg = self.config
-        texts = [compared_text(ex, cfg.field) for ex in examples]
-        shingles, chars = self.shingles(texts)
+        bands, rows = (cfg.bands, cfg.rows) if cfg.bands else minhash.optimal_bands(cfg.threshold, cfg.num_perm)
+        return NearKeys(bands, rows)
+
+    def add_keys(self, batch: list[Example], start: int, state: NearKeys, ctx: StageContext) -> None:
+        """Each row's band keys: a row's signature depends on its text alone, so batches give the same keys."""
+        cfg = self.config
+        shingles, chars = self.shingles([compared_text(ex, cfg.field) for ex in batch])
+        sig = minhash.signatures(shingles, len(batch), cfg.num_perm, cfg.seed)
+        has_text = np.zeros(len(batch), dtype=bool)
+        has_text[shingles.row_of] = True
+        state.keys.append(lsh.row_band_keys(sig, state.bands, state.rows))
+        state.has_text.append(has_text)
+        state.char_rows += int(chars.sum())
+
+    def resolve(self, state: NearKeys, rows: RowStore, ctx: StageContext) -> None:
+        """The keep-set over the rows that share a bucket with another row (no other row can be anyone's
+        near-duplicate, so this is the keep-set over all rows), then the findings."""
+        valid = np.concatenate(state.has_text) if state.has_text else np.zeros(0, dtype=bool)
+        positions = lsh.shared_bucket_rows(state.keys, valid)
+        state.keys, state.has_text = [], []
+        found = read_candidates(rows, positions, self.config.field)
+        decision = self.decide(found.texts)
+        self._verdict(state, found, decision.assigned)
+        state.findings = self._findings(ctx, state, found, decision)
+
+    def apply(self, batch: list[Example], start: int, state: NearKeys, ctx: StageContext) -> list[Example]:
+        cfg, out = self.config, []
+        for position, example in enumerate(batch, start):
+            verdict = state.verdict.get(position)
+            if verdict is None:
+                out.append(example)
+            elif cfg.action == "tag":
+                tag = f"near:{verdict[0]}"  # beside a group the row has already (a preference prompt's)
+                out.append(example.replace(group=f"{example.group}|{tag}" if example.group else tag))
+            else:
+                ctx.reject(example, "near_duplicate", f"Jaccard {verdict[1]:.3f} with {verdict[0]} (kept; threshold "
+                           f"{cfg.threshold:g})")
+        return out
+
+    def close(self, state: NearKeys, ctx: StageContext) -> None:
+        for key, value in state.findings.items():
+            ctx.finding(key, value)
+
+    def decide(self, texts: list[str]) -> Decision:
+        """The keep-set (drop) or linked groups (tag) over `texts`, rows numbered in the order given."""
+        cfg = self.config
+        shingles, _ = self.shingles(texts)
         pairs, jaccards, big, check, params = self._confirmed_pairs(shingles, len(texts))
         rank = self._rank(texts)
+        if cfg.action == "tag":
+            return Decision(clusters_.linked_groups(rank, pairs, jaccards), pairs, params)
+        keep = greedy_keep(rank, pairs, jaccards, big, check)
+        pairs = np.concatenate([pairs, np.array([p[:2] for p in keep.pairs], dtype=np.int64).reshape(-1, 2)])
+        params |= {"big_buckets": len(big), "bucket_comparisons": keep.compared,
+                   "confirmed_pairs": params["confirmed_pairs"] + len(keep.pairs)}
+        return Decision({m: (k, j, k) for m, (k, j) in keep.dropped.items()}, pairs, params, keep.past_cap)
+
+    def _verdict(self, state: NearKeys, found: Candidates, assigned: clusters_.Assigned) -> None:
+        """Position -> (kept row's id, Jaccard) for pass 2; in tag mode the kept rows carry their own id too."""
+        at = found.positions.tolist()
+        state.verdict = {at[m]: (found.ids[k], j) for m, (k, j, _) in assigned.items()}
+        if self.config.action == "tag":
+            for k, _, _ in assigned.values():
+                state.verdict.setdefault(at[k], (found.ids[k], 1.0))
+
+    def _findings(self, ctx: StageContext, state: NearKeys, found: Candidates, decision: Decision) -> dict[str, Any]:
+        """The findings, in today's key order (the card's fingerprint covers the records)."""
+        cfg, assigned = self.config, decision.assigned
+        clusters = clusters_.clusters_of(assigned)
+        out: dict[str, Any] = {}
         if cfg.action == "drop":
-            keep = greedy_keep(rank, pairs, jaccards, big, check)
-            assigned = {m: (k, j, k) for m, (k, j) in keep.dropped.items()}
-            pairs = np.concatenate([pairs, np.array([p[:2] for p in keep.pairs], dtype=np.int64).reshape(-1, 2)])
-            params |= {"big_buckets": len(big), "bucket_comparisons": keep.compared,
-                       "confirmed_pairs": params["confirmed_pairs"] + len(keep.pairs)}
-            ctx.finding("warnings", self._cap_warnings(keep.past_cap))
-        else:
-            assigned = linked_groups(rank, pairs, jaccards)
-        out = self._apply(examples, assigned, ctx)
-        clusters: dict[int, list[int]] = {}
-        for member in sorted(assigned):
-            clusters.setdefault(assigned[member][0], []).append(member)
-        clusters = dict(sorted(clusters.items()))
-        ctx.finding("params", params | {"char_shingled_rows": int(chars.sum()), "grouping": (
-            "greedy keep-set" if cfg.action == "drop" else "linked groups (connected components)")})
-        ctx.finding("num_clusters", len(clusters))
-        ctx.finding("duplicate_rows", len(assigned))
-        ctx.finding("kept_beside_dropped", _kept_beside_dropped(pairs, assigned) if cfg.action == "drop" else 0)
-        ctx.finding("clusters", self._describe(clusters, assigned, examples, texts))
-        ctx.finding("clusters_file", write_clusters(ctx, clusters, assigned, examples, cfg.action))
+            out["warnings"] = self._cap_warnings(decision.past_cap)
+        out["params"] = decision.params | {"char_shingled_rows": state.char_rows, "grouping": (
+            "greedy keep-set" if cfg.action == "drop" else "linked groups (connected components)")}
+        out["num_clusters"] = len(clusters)
+        out["duplicate_rows"] = len(assigned)
+        out["kept_beside_dropped"] = (
+            clusters_.kept_beside_dropped(decision.pairs, assigned) if cfg.action == "drop" else 0)
+        out["clusters"] = clusters_.describe(clusters, assigned, found.ids, found.texts, cfg.action,
+                                             cfg.max_clusters_recorded, cfg.max_members_recorded)
+        out["clusters_file"] = clusters_.write_clusters(ctx, clusters, assigned, found.ids, cfg.action)
         return out
 
     def _cap_warnings(self, past_cap: int) -> list[str]:
@@ -229,75 +307,19 @@ class NearDedup(Stage):
         rank[np.lexsort((np.arange(len(texts)), -lengths))] = np.arange(len(texts))
         return rank
 
-    def _apply(self, examples: list[Example], assigned: dict, ctx: StageContext) -> list[Example]:
-        cfg, out = self.config, []
-        if cfg.action == "tag":
-            keepers = {k for k, _, _ in assigned.values()}
-            for i, example in enumerate(examples):
-                keeper = assigned[i][0] if i in assigned else (i if i in keepers else None)
-                if keeper is None:
-                    out.append(example)
-                    continue
-                tag = f"near:{examples[keeper].id}"  # beside a group the row has already (a preference prompt's)
-                out.append(example.replace(group=f"{example.group}|{tag}" if example.group else tag))
-            return out
-        for i, example in enumerate(examples):
-            if i not in assigned:
-                out.append(example)
-                continue
-            keeper, j, _ = assigned[i]
-            ctx.reject(example, "near_duplicate", f"Jaccard {j:.3f} with {examples[keeper].id} (kept; threshold "
-                       f"{cfg.threshold:g})")
-        return out
 
-    def _describe(self, clusters: dict[int, list[int]], assigned: dict, examples, texts) -> list[dict]:
-        """The first clusters for the card, each with its first members: a 100k-row cluster stays a few lines."""
-        described, limit = [], self.config.max_members_recorded
-        for keeper, members in list(clusters.items())[: self.config.max_clusters_recorded]:
-            described.append(with_total({
-                "kept": examples[keeper].id,
-                "kept_text": texts[keeper][:300],
-                "members": [_member(m, assigned, examples, self.config.action) for m in members[:limit]],
-                "member_texts": {examples[m].id: texts[m][:300] for m in members[: min(5, limit)]},
-            }, "members", len(members)))
-        return described
-
-
-def _member(row: int, assigned: dict, examples: list[Example], action: str) -> dict:
-    """A member with its Jaccard: with the kept row (drop), or with the partner that linked it (tag)."""
-    _, j, partner = assigned[row]
-    out = {"id": examples[row].id, "jaccard": round(j, 3)}
-    if action == "tag":
-        out["linked_to"] = examples[partner].id
-    return out
-
-
-def _kept_beside_dropped(pairs: np.ndarray, assigned: dict) -> int:
-    """Kept rows similar to a row dropped as another row's duplicate: what chaining would have dropped too."""
-    found = set()
-    for a, b in pairs.tolist():
-        kept, dropped = (a, b) if b in assigned else (b, a)
-        if kept not in assigned and dropped in assigned and assigned[dropped][0] != kept:
-            found.add(kept)
-    return len(found)
-
-
-def write_clusters(ctx: StageContext, clusters: dict[int, list[int]], assigned: dict, examples: list[Example],
-                   action: str) -> str | None:
-    """Every cluster with every member, next to the rejected rows (the card lists only the first); its
-    path relative to the version folder, or None when there is nothing to write or nowhere to write it.
-
-    A .json document, not .jsonl: rejected/*.jsonl holds rejected rows only, one per line.
-    """
-    if not clusters or ctx.rejected_path is None:
-        return None
-    path = ctx.rejected_path.with_name(f"{ctx.stage_name}.clusters.json")
-    listed = [{"kept": examples[keeper].id, "members": [_member(m, assigned, examples, action) for m in members]}
-              for keeper, members in clusters.items()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump({"stage": ctx.stage_name, "clusters": listed}, handle, ensure_ascii=False)
-    return f"{path.parent.name}/{path.name}"
+def read_candidates(rows: RowStore, positions: np.ndarray, text_field: TextField) -> Candidates:
+    """Position, id and compared text of the rows at `positions` (sorted), read again from the stage's input."""
+    ids, texts = [], []
+    for start, batch in rows.batches():
+        if len(ids) == len(positions):
+            break
+        lo, hi = np.searchsorted(positions, [start, start + len(batch)])
+        for position in positions[lo:hi].tolist():
+            example = batch[position - start]
+            ids.append(example.id)
+            texts.append(compared_text(example, text_field))
+    return Candidates(positions, ids, texts)
 
 
 register_stage(NearDedup)

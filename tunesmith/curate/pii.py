@@ -8,29 +8,22 @@ masked values only, so the dataset card and the HTML report never repeat a full 
 from __future__ import annotations
 
 import logging
-import re
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Literal
 
 import phonenumbers
 from pydantic import Field, field_validator
 
 from tunesmith.config import StrictModel
-from tunesmith.curate.pii_allow import USER, AllowList
+from tunesmith.curate.pii_allow import AllowList
 from tunesmith.curate.pii_detectors import PII_TYPES, Hit, Scanner, find_pii
+from tunesmith.curate.pii_findings import Found, PiiFindings, PiiTally, preview
 from tunesmith.curate.record import Example, Message
-from tunesmith.curate.stage import Stage, StageContext, register_stage
+from tunesmith.curate.stage import FilterStage, Reject, StageContext, register_stage
 
 __all__ = ["PII_TYPES", "Pii", "find_pii", "mask_text", "preview"]
 
 log = logging.getLogger(__name__)
-
-MAX_IDS = 50
-MAX_REVIEW = 50
-_CONTEXT = 100  # characters shown either side of a value in a review item
-
-# (index into the row's turn list, field name, message, hits)
-Found = tuple[int, str, Message, list[Hit]]
 
 
 def mask_text(text: str, spans: list) -> str:
@@ -42,135 +35,6 @@ def mask_text(text: str, spans: list) -> str:
         pos = end
     parts.append(text[pos:])
     return "".join(parts)
-
-
-def preview(kind: str, value: str) -> str:
-    """A partially masked value that a report may show: enough to recognise the kind, never the value."""
-    digits = re.sub(r"\D", "", value)
-    if kind == "email":
-        local, _, domain = value.partition("@")
-        name, _, tld = domain.rpartition(".")
-        return f"{local[:1]}***@{name[:1]}{'*' * (len(name) - 1)}.{tld}"
-    if kind == "credit_card":
-        return "****-****-****-" + digits[-4:]
-    if kind == "ssn":
-        return "***-**-" + digits[-4:]
-    if kind == "phone":
-        return "*" * (len(digits) - 2) + digits[-2:]
-    if kind == "iban":
-        compact = value.replace(" ", "")
-        return compact[:2] + "*" * (len(compact) - 4) + compact[-2:]
-    if kind == "ip_address":
-        if "." in value:
-            return value.split(".")[0] + ".*.*.*"
-        return value.split(":")[0] + ":****"
-    return value[:4] + "*" * 8
-
-
-def _shown(hit: Hit) -> str:
-    """How a review item shows a value: built-in reserved values are public by definition; all else is masked."""
-    return hit.value if hit.allowed and hit.allowed != USER else preview(hit.type, hit.value)
-
-
-def _snippet(text: str, hit: Hit, hits: list[Hit]) -> str:
-    """The text around a hit, every value in it shown as `_shown` gives, whitespace folded, at most 300 characters."""
-    lo, hi = max(0, hit.start - _CONTEXT), min(len(text), hit.end + _CONTEXT)
-    near = [h for h in hits if h.start < hi and lo < h.end]
-    lo, hi = min(lo, *(h.start for h in near)), max(hi, *(h.end for h in near))
-    parts, pos = [], lo
-    for h in near:
-        parts += [text[pos : h.start], _shown(h)]
-        pos = h.end
-    parts.append(text[pos:hi])
-    return " ".join("".join(parts).split())[:300]
-
-
-class _Tally:
-    """Counts, examples and review items across rows, written as the stage's findings."""
-
-    def __init__(self, max_examples: int):
-        self.max_examples = max_examples
-        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
-        self.in_code: Counter[str] = Counter()
-        self.allowlisted: dict[str, Counter[str]] = defaultdict(Counter)
-        self.mask_counts: Counter[str] = Counter()
-        self.rows = self.in_code_rows = 0
-        self.ids: list[str] = []
-        self.examples: list[dict[str, str]] = []
-        self.review: dict[str, list[dict]] = {"pii_in_code": [], "pii_allowlisted": []}
-        self.review_total = 0
-        self.derived_regions: Counter[str] = Counter()  # rows in which a script added a phone region
-
-    def add_regions(self, scanner: Scanner, example: Example) -> None:
-        self.derived_regions.update({r for _, _, m in _turns(example) for r in scanner.extra_regions(m.content)})
-
-    def add_pii(self, example: Example, found: list[Found]) -> None:
-        self.rows += 1
-        if len(self.ids) < MAX_IDS:
-            self.ids.append(example.id)
-        for _, field, message, hits in found:
-            for hit in hits:
-                self.counts[hit.type][message.role] += 1
-                if len(self.examples) < self.max_examples:
-                    self.examples.append({"id": example.id, "type": hit.type, "role": message.role,
-                                          "field": field, "masked": preview(hit.type, hit.value)})  # fmt: skip
-
-    def add_skipped(self, example: Example, found: list[Found], hits_of: dict[str, list[Hit]]) -> None:
-        """Hits that are not masked: allow-listed values and would-be PII inside code."""
-        if any(not h.allowed for *_, hits in found for h in hits):
-            self.in_code_rows += 1
-        for _, field, message, hits in found:
-            for hit in hits:
-                text, shown = _snippet(message.content, hit, hits_of[field]), _shown(hit)
-                if hit.allowed:
-                    self.allowlisted[hit.type][hit.allowed] += 1
-                    self._review(example, field, "pii_allowlisted", text,
-                                 f"{hit.type} {shown} is allow-listed ({hit.allowed}), so it is not counted or masked")
-                else:
-                    self.in_code[hit.type] += 1
-                    self._review(example, field, "pii_in_code", text,
-                                 f"{hit.type} {shown} found inside code; not masked (set scan_code: true to mask it)")
-
-    def _review(self, example: Example, field: str, kind: str, text: str, detail: str) -> None:
-        self.review_total += 1
-        items = self.review[kind]
-        if len(items) < MAX_REVIEW // 2:  # each kind gets half, so thousands of loopbacks cannot hide code hits
-            items.append({"kind": kind, "id": example.id, "where": example.where, "field": field,
-                          "text": text, "detail": detail})  # fmt: skip
-
-    def write(self, ctx: StageContext, action: str, regions: list[str]) -> None:
-        ctx.finding("counts", {kind: dict(self.counts[kind]) for kind in PII_TYPES if kind in self.counts})
-        ctx.finding("rows_with_pii", self.rows)
-        ctx.finding("rows_with_pii_ids", self.ids)
-        ctx.finding("examples", self.examples)
-        ctx.finding("action", action)
-        if action == "mask":
-            ctx.finding("mask_counts", dict(self.mask_counts))
-        ctx.finding("in_code", {kind: self.in_code[kind] for kind in PII_TYPES if kind in self.in_code})
-        ctx.finding("in_code_rows", self.in_code_rows)
-        ctx.finding("allowlisted", {kind: dict(self.allowlisted[kind]) for kind in PII_TYPES if kind in self.allowlisted})
-        ctx.finding("review", self.review["pii_in_code"] + self.review["pii_allowlisted"])
-        ctx.finding("review_total", self.review_total)
-        ctx.finding("phone_regions", list(regions))
-        ctx.finding("phone_regions_from_script", dict(sorted(self.derived_regions.items())))
-        ctx.finding("phone_coverage", _coverage(regions, self.derived_regions))
-        warnings = []
-        if self.in_code["api_key"]:
-            warnings.append(f"{self.in_code['api_key']} API key(s) or token(s) were found inside code and left unmasked; "
-                            "revoke them, or set scan_code: true to mask code too")  # fmt: skip
-        for sentence in warnings:
-            log.warning("%s: %s", ctx.stage_name, sentence)
-        ctx.finding("warnings", warnings)
-
-
-def _coverage(regions: list[str], derived: Counter[str]) -> str:
-    """One sentence on where phone numbers were looked for, so a user knows what a count of 0 means."""
-    if not regions:
-        return "Phone numbers were not searched (phone is not in types)."
-    extra = "".join(f", and as {r} numbers in {n} row(s) written in its script" for r, n in sorted(derived.items()))
-    return (f"Phone numbers written without a +country code were searched as {', '.join(regions)} numbers{extra}; "
-            "such numbers of other countries (French 06 12 34 56 78, Australian 0412 345 678) are not found, "
-            "so add their regions to `regions`. Numbers written with +country code are found for every country.")
 
 
 def _detail(found: list[Found]) -> str:
@@ -195,7 +59,7 @@ def _masked(turns: tuple[Message, ...], found: list[Found], prefix: str, mask_co
 
 
 @register_stage
-class Pii(Stage):
+class Pii(FilterStage):
     """Detect emails, phones, cards, IPs, IBANs, SSNs and API keys; report, mask or drop those rows."""
 
     name = "pii"
@@ -251,21 +115,53 @@ class Pii(Stage):
                 raise ValueError(f"unknown phone regions {unknown}; use ISO 3166 codes such as US, GB, DE")
             return [r.upper() for r in regions]
 
+    Findings = PiiFindings
+
     @property
     def inspector(self) -> bool:  # type: ignore[override]
-        """Reporting changes no row, so the pipeline may run it in the background."""
+        """Reporting changes no row (mask and drop do)."""
         return self.config.action == "report"
 
-    def _scanner(self) -> Scanner:
+    def setup(self, ctx: StageContext) -> None:
+        """The scanner once per process: its detectors and allow-list are compiled from the config."""
         allow = AllowList(builtin=self.config.allow_reserved, entries=tuple(self.config.allowlist))
-        return Scanner(types=tuple(self.config.types), regions=tuple(self.config.regions), allow=allow,
-                       from_script=self.config.regions_from_script)
+        self.scanner = Scanner(types=tuple(self.config.types), regions=tuple(self.config.regions), allow=allow,
+                               from_script=self.config.regions_from_script)  # fmt: skip
 
-    def _scan(self, scanner: Scanner, example: Example) -> tuple[list[Found], list[Found], dict[str, list[Hit]]]:
+    def open(self, ctx: StageContext) -> PiiTally:
+        return PiiTally(self.config.max_examples)
+
+    def keep(self, example: Example, tally: PiiTally, ctx: StageContext) -> Example | Reject:
+        tally.seen += 1
+        tally.add_regions(self.scanner, [m.content for _, _, m in _turns(example)])
+        found, skipped, hits_of = self._scan(example)
+        if skipped:
+            tally.add_skipped(example, skipped, hits_of)
+        if not found:
+            return example
+        tally.add_pii(example, found)
+        if self.config.action == "drop":
+            shown = self._masked(example, found, Counter()).replace(fields=None, raw=None)
+            return Reject("pii", detail=_detail(found), field=found[0][1], shown=shown)
+        if self.config.action == "mask":
+            return self._masked(example, found, tally.mask_counts)
+        return example
+
+    def merge(self, state: PiiTally, other: PiiTally) -> PiiTally:
+        return state.merge(other)
+
+    def close(self, tally: PiiTally, ctx: StageContext) -> None:
+        action = self.config.action
+        for sentence in tally.write(ctx, action, self.config.regions if "phone" in self.config.types else []):
+            log.warning("%s: %s", ctx.stage_name, sentence)
+        log.info("pii: %d of %d rows hold PII (action %s); %d rows hold values inside code, not masked",
+                 tally.rows, tally.seen, action, tally.in_code_rows)  # fmt: skip
+
+    def _scan(self, example: Example) -> tuple[list[Found], list[Found], dict[str, list[Hit]]]:
         """The row's personal hits, its skipped ones (allow-listed, or in code while scan_code is off), all by field."""
         personal, skipped, hits_of = [], [], {}
         for index, field, message in _turns(example):
-            hits = scanner.scan(message.content)
+            hits = self.scanner.scan(message.content)
             if not hits:
                 continue
             hits_of[field] = hits
@@ -276,31 +172,6 @@ class Pii(Stage):
             if rest:
                 skipped.append((index, field, message, rest))
         return personal, skipped, hits_of
-
-    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
-        action, scanner = self.config.action, self._scanner()
-        tally = _Tally(self.config.max_examples)
-        kept = []
-        for example in examples:
-            tally.add_regions(scanner, example)
-            found, skipped, hits_of = self._scan(scanner, example)
-            if skipped:
-                tally.add_skipped(example, skipped, hits_of)
-            if not found:
-                kept.append(example)
-                continue
-            tally.add_pii(example, found)
-            if action == "drop":
-                shown = self._masked(example, found, Counter()).replace(fields=None, raw=None)
-                ctx.reject(example, "pii", detail=_detail(found), field=found[0][1], shown=shown)
-            elif action == "mask":
-                kept.append(self._masked(example, found, tally.mask_counts))
-            else:
-                kept.append(example)
-        tally.write(ctx, action, self.config.regions if "phone" in self.config.types else [])
-        log.info("pii: %d of %d rows hold PII (action %s); %d rows hold values inside code, not masked",
-                 tally.rows, len(examples), action, tally.in_code_rows)  # fmt: skip
-        return kept
 
     @staticmethod
     def _masked(example: Example, found: list[Found], mask_counts: Counter[str]) -> Example:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import errno
-import gc
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,20 +23,20 @@ from tunesmith.artifacts import (
     read_card,
     write_card,
 )
-from tunesmith.curate import background
 from tunesmith.curate.card import (
+    SplitWriter,
     check_gates,
     existing_version,
     fingerprint,
     next_version,
-    write_splits,
 )
 from tunesmith.curate.config import CurateConfig
+from tunesmith.curate.engine import Engine, StageRun
 from tunesmith.curate.minhash import WordCache
 from tunesmith.curate.preference import card_task, task_verdict
 from tunesmith.curate.record import Example
 from tunesmith.curate.reuse import reuse_version
-from tunesmith.curate.sources import read_source
+from tunesmith.curate.sources import check_source, iter_source, read_source
 from tunesmith.curate.stage import StageContext, build_stage
 from tunesmith.errors import OutputExistsError, TunesmithError
 from tunesmith.fitness import fitness_verdict
@@ -45,6 +45,7 @@ from tunesmith.provenance import code_record
 
 log = logging.getLogger(__name__)
 
+SPILL_DIR = "spill"  # a global stage's rows between its two passes, inside the work folder (removed with it)
 WORK_PREFIX = ".tmp-"  # a version being built; the rename to <version>/ makes it visible
 
 
@@ -70,10 +71,15 @@ def load_tokenizer_for(config: CurateConfig):
     return load_tokenizer(config.tokenizer, trust_remote_code=config.trust_remote_code)
 
 
-def run_stages(config: CurateConfig, examples: list[Example], work_dir: Path, progress=None):
-    """Run every stage in order; returns the survivors, stage records and the tokenizer record."""
+def run_stages(config: CurateConfig, examples: Iterable[Example], work_dir: Path, progress=None,
+               sink: Callable[[list[Example]], None] | None = None):
+    """Stream `examples` through every stage in order (the engine in engine.py).
+
+    Returns the survivors (a list, when no `sink` takes them batch by batch), the stage records and the
+    tokenizer record.
+    """
     extra: dict = {"word_cache": WordCache()}  # shared by the stages that read whole conversations
-    tokenizer_record, records = None, []
+    tokenizer_record = None
     stage_names = [entry["stage"] for entry in config.stages]
     if "token_stats" in stage_names:
         tokenizer = load_tokenizer_for(config)
@@ -84,25 +90,30 @@ def run_stages(config: CurateConfig, examples: list[Example], work_dir: Path, pr
         max_len = next(e["max_seq_len"] for e in config.stages if e["stage"] == "token_stats")
         tokenizer_record = TokenizerRecord(name=config.tokenizer, max_seq_len=max_len,
                                            chat_template_sha256=_sha(getattr(tokenizer, "chat_template", None)))
-    pending: dict[int, background.BackgroundStage] = {}
+    runs = []
+    for entry in config.stages:
+        stage = build_stage(entry)
+        ctx = StageContext(stage.name, work_dir / "rejected", seed=config_seed(config), extra=extra)
+        runs.append(StageRun(stage, ctx))
+    survivors: list[Example] | None = None
+    if sink is None:
+        survivors = []
+        sink = survivors.extend
+    options = dict(batch_size=config.batch_size, workers=config.worker_count(),
+                   on_record=lambda record: _report(record, progress))
+    if config.executor == "ray":
+        from tunesmith.curate.ray_executor import RayEngine  # without Ray installed: a one-line UsageError
+
+        engine = RayEngine(runs, work_dir / SPILL_DIR, address=config.ray_address, **options)
+    else:
+        engine = Engine(runs, work_dir / SPILL_DIR, **options)
     try:
-        for entry in config.stages:
-            stage = build_stage(entry)
-            ctx = StageContext(stage.name, work_dir / "rejected", seed=config_seed(config), extra=extra)
-            if stage.inspector and config.background_inspectors and background.can_fork():
-                pending[len(records)] = background.start(stage, examples, ctx)
-                records.append(None)
-                continue
-            examples, record = stage.run(examples, ctx)
-            records.append(_report(record, progress))
-        for index in list(pending):
-            records[index] = _report(pending.pop(index).result(), progress)
-            for warning in records[index].findings.get("warnings", []):
-                log.warning("%s: %s", records[index].name, warning)
+        records = engine.run(examples, sink)
     finally:
-        for job in pending.values():  # a later stage failed: stop the background work too
-            job.cancel()
-    return examples, records, tokenizer_record
+        for run in runs:
+            run.ctx.close()
+        shutil.rmtree(work_dir / SPILL_DIR, ignore_errors=True)
+    return survivors, records, tokenizer_record
 
 
 def _validate_wants_tokenizer(config: CurateConfig) -> bool:
@@ -149,6 +160,13 @@ def read_sources(config: CurateConfig) -> tuple[list[Example], list[SourceRecord
     return examples, records
 
 
+def stream_sources(config: CurateConfig, records: list[SourceRecord]) -> Iterator[Example]:
+    """Every source's rows in order; each source's record is appended to `records` once it has been read."""
+    for source in config.sources:
+        record = yield from iter_source(source)
+        records.append(record)
+
+
 def run_curate(config: CurateConfig, progress=None) -> CurateResult:
     """Curate into `<output_dir>/<name>/<version>/`; raises GateFailure (and writes no card) on a failed gate.
 
@@ -183,12 +201,18 @@ def _curate_in(config: CurateConfig, dataset_dir: Path, work: Path, progress,
     With `read_only`, only the reuse is possible: anything else raises that error."""
     work.chmod(0o755)  # mkdtemp makes 0700; a dataset version is meant to be shared
     try:
-        examples, sources = read_sources(config)
+        for source in config.sources:  # an unreadable input is refused before the tokenizer loads or anything runs
+            check_source(source)
+        sources: list[SourceRecord] = []
+        writer = SplitWriter(work, config.split_format, config.shard_rows)
+        try:
+            _, stages, tokenizer_record = run_stages(config, stream_sources(config, sources), work, progress,
+                                                     sink=writer.write)
+        except BaseException:
+            writer.abort()
+            raise
         task = card_task(sources)  # one task per card; a mix of preference and SFT sources is refused here
-        # the rows live for the whole run: take them out of the cyclic GC's scans (they hold no cycles)
-        gc.freeze()
-        examples, stages, tokenizer_record = run_stages(config, examples, work, progress)
-        splits = write_splits(examples, work)
+        splits = writer.close()
         fp = fingerprint(config, splits)
         build = {"splits": splits, "stages": stages, "sources": sources}
         if read_only is not None:  # the identical version passed its gates when it was made
@@ -218,7 +242,6 @@ def _curate_in(config: CurateConfig, dataset_dir: Path, work: Path, progress,
         work.rename(target)
         return CurateResult(card, target, reused=False)
     finally:
-        gc.unfreeze()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -3,110 +3,35 @@
 A prompt that is one value in every row teaches nothing; an answer full of `{{name}}` teaches the model to write
 `{{name}}`; many rows sharing one long answer teach that answer. A constant instruction beside a varying `input` is
 an ordinary task set (one instruction, many inputs), and answers drawn from a few labels are a classification set:
-both are notes in the findings, not warnings. `ColumnProfile.add` is called once per kept row, then `findings()`
-(JSON for the card), `warnings()` (sentences) and `review_items()` (rows to look at).
+both are notes in the findings, not warnings. `ColumnProfile.add` is called once per kept row (or `take` with the
+row's `profile_rows.observe` event, computed in a worker), then `findings()` (JSON for the card), `warnings()`
+(sentences) and `review_items()` (rows to look at).
 
 Memory: each column keeps one 64-bit hash per row (8 bytes, an `array("Q")`), so distinct counts, the top value
 and the identical-answer rate are exact; 1M rows x 6 columns is 48 MB. Past `max_rows` rows the profile covers the
 first `max_rows` (the findings say so). Only scalar fields are hashed (lists and dicts such as `conversations`
-are profiled through their roles), at most `max_fields` of them.
+are profiled through their roles), at most `max_fields` of them. Adding events in row order gives exactly the
+profile of `add` over the same rows (value texts, the majority vote, the caps and the first review items).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from array import array
 from typing import Any
 
 from tunesmith.config import readable
-from tunesmith.curate.placeholders import find_placeholders
+from tunesmith.curate.profile_rows import Column, RowEvent, observe, shared_answers
 
 # raw input fields that hold the prompt in the common formats; a constant one means the prompt does not vary
 PROMPT_FIELDS = frozenset({"instruction", "input", "prompt", "question", "query", "context", "human", "user"})
 PROMPT_ROLES = frozenset({"user"})  # a constant system prompt is normal and says nothing about the data
-ANSWER_ROLES = ("assistant",)
-CLIP = 80  # characters of a value shown in findings and sentences
 REVIEW_CAP = 50
 # answers look like class labels when they repeat (at most half distinct) and are either mostly 1-3 words or few
 # (<= LABEL_VALUES) and mostly short: sharing them across prompts is the task, not memorising
 LABEL_VALUES = 20
 LABEL_WORDS, LABEL_SHORT_WORDS, LABEL_SHARE = 3, 10, 0.8
 KTO_MINORITY_SHARE = 0.1  # KTO learns from desirable and undesirable answers: warn when one side is under this
-
-
-def _hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= CLIP else text[: CLIP - 3] + "..."
-
-
-class _Column:
-    """One field or role: a hash per row plus the text of the first few distinct values and a majority vote."""
-
-    TEXTS = 256  # distinct values whose text is kept, so a low-cardinality column always shows its top value
-
-    def __init__(self) -> None:
-        self.hashes = array("Q")
-        self.texts: dict[int, str] = {}
-        self.candidate: tuple[int, str] | None = None  # Boyer-Moore majority: any value in > 50% of rows ends here
-        self.votes = 0
-
-    def add(self, text: str) -> int:
-        digest = _hash(text)
-        self.hashes.append(digest)
-        if len(self.texts) < self.TEXTS and digest not in self.texts:
-            self.texts[digest] = _clip(text)
-        if self.votes == 0:
-            self.candidate, self.votes = (digest, _clip(text)), 1
-        else:
-            self.votes += 1 if self.candidate is not None and self.candidate[0] == digest else -1
-        return digest
-
-    def top(self, k: int) -> dict[str, int]:
-        """The k most common values whose text is kept, with their row counts, most common first."""
-        import numpy as np
-
-        values, counts = np.unique(np.frombuffer(self.hashes, dtype=np.uint64), return_counts=True)
-        order = counts.argsort(kind="stable")[::-1][:k]
-        return {self.texts[int(values[i])]: int(counts[i]) for i in order if int(values[i]) in self.texts}
-
-    def summary(self) -> dict[str, Any]:
-        import numpy as np  # only when the profile is read, so importing this module stays cheap
-
-        rows = len(self.hashes)
-        if rows == 0:
-            return {"rows": 0}
-        values, counts = np.unique(np.frombuffer(self.hashes, dtype=np.uint64), return_counts=True)
-        top = int(counts.argmax())
-        top_hash = int(values[top])
-        text = self.texts.get(top_hash)
-        if text is None and self.candidate is not None and self.candidate[0] == top_hash:
-            text = self.candidate[1]
-        repeated = int(counts[counts > 1].sum())
-        return {
-            "rows": rows,
-            "distinct": len(values),
-            "distinct_ratio": round(len(values) / rows, 4),
-            "top_share": round(int(counts[top]) / rows, 4),
-            "top_count": int(counts[top]),
-            "top_value": text,
-            "repeated_rows": repeated,  # rows whose value equals another row's value
-        }
-
-
-def _shared_answers(answers: array, prompts: array) -> int:
-    """Rows whose answer is also the answer to a different prompt. Rows repeating prompt and answer both are left
-    to exact_dedup, which drops them, so they do not count here."""
-    import numpy as np
-
-    pairs = np.unique(np.stack([np.frombuffer(answers, dtype=np.uint64), np.frombuffer(prompts, dtype=np.uint64)]),
-                      axis=1)  # one column per distinct (answer, prompt)
-    values, prompts_per_answer = np.unique(pairs[0], return_counts=True)
-    shared = values[prompts_per_answer > 1]
-    return int(np.isin(np.frombuffer(answers, dtype=np.uint64), shared).sum())
 
 
 class ColumnProfile:
@@ -129,15 +54,15 @@ class ColumnProfile:
         self.max_rows = max_rows
         self.max_fields = max_fields
         self.rows = 0
-        self.fields: dict[str, _Column] = {}
+        self.fields: dict[str, Column] = {}
         self.field_kinds: dict[str, str] = {}  # fields that are not profiled: name -> "list", "dict", "skipped"
-        self.roles: dict[str, _Column] = {}
+        self.roles: dict[str, Column] = {}
         self.placeholder_rows = 0
         self.placeholder_kinds: dict[str, int] = {}
         self.placeholder_examples: dict[str, str] = {}  # kind -> first span found, shown in the warning
         self.review: list[dict[str, Any]] = []
         self.answer_prompts = array("Q")  # per row with an answer: its prompt's hash, aligned with roles["assistant"]
-        self.prompt = _Column()  # the whole prompt (every non-answer turn): constant only if it never varies
+        self.prompt = Column()  # the whole prompt (every non-answer turn): constant only if it never varies
         self.answer_words = {LABEL_WORDS: 0, LABEL_SHORT_WORDS: 0}  # answers of at most this many words
         self.kto_labels = {True: 0, False: 0}  # KTO rows' labels, counted over every row (not capped by max_rows)
         self._cached: tuple[int, dict[str, Any]] | None = None
@@ -145,54 +70,48 @@ class ColumnProfile:
     def add(self, fields: dict[str, Any] | None, messages: Any, example: Any = None) -> None:
         """Count one kept row: its raw input `fields`, its `messages` (role/content turns) and, when given, the
         `example` it became (for the review items' id and where, and its rejected answer on preference rows)."""
+        if self.rows >= self.max_rows:  # past the cap only the KTO labels count: skip the hashing
+            self.rows += 1
+            label = getattr(example, "label", None)
+            if label is not None:
+                self.kto_labels[label] += 1
+            return
+        self.take(observe(fields, messages, example))
+
+    def take(self, event: RowEvent) -> None:
+        """Count one kept row from its event (`profile_rows.observe`, run where the row was, maybe a worker)."""
         self.rows += 1
-        label = getattr(example, "label", None)
-        if label is not None:
-            self.kto_labels[label] += 1
+        if event.label is not None:
+            self.kto_labels[event.label] += 1
         if self.rows > self.max_rows:
             return
-        if fields:
-            self._add_fields(fields)
-        rejected = tuple(getattr(example, "rejected", ()) or ())
-        by_role: dict[str, list[str]] = {}
-        for message in messages:
-            by_role.setdefault(message.role, []).append(message.content)
-        for message in rejected:
-            by_role.setdefault("rejected", []).append(message.content)
-        for role, contents in by_role.items():
-            self.roles.setdefault(role, _Column()).add("\n".join(contents))
-        prompt = "\n".join(m.content for m in messages if m.role != "assistant")
-        prompt_hash = self.prompt.add(prompt)
-        if "assistant" in by_role:
-            self.answer_prompts.append(prompt_hash)
-            words = len("\n".join(by_role["assistant"]).split())
+        for name, digest, clipped in event.fields:
+            self._add_field(name, digest, clipped)
+        for role, digest, clipped in event.roles:
+            self.roles.setdefault(role, Column()).push(digest, clipped)
+        self.prompt.push(*event.prompt)
+        if event.answer_words is not None:
+            self.answer_prompts.append(event.prompt[0])
             for limit in self.answer_words:
-                self.answer_words[limit] += words <= limit
-        chosen = [c for role in ANSWER_ROLES for c in by_role.get(role, ())]
-        found_chosen = self._add_placeholders(chosen, prompt, example, "assistant")
-        found_rejected = self._add_placeholders(by_role.get("rejected", []), prompt, example, "rejected")
-        self.placeholder_rows += found_chosen or found_rejected  # a row with both answers counts once
+                self.answer_words[limit] += event.answer_words <= limit
+        for side, hits in event.placeholders:
+            self._add_placeholders(hits, event.who, side)
+        self.placeholder_rows += bool(event.placeholders)  # a row with both answers counts once
 
-    def _add_fields(self, fields: dict[str, Any]) -> None:
-        for name, value in fields.items():
-            if value is None:
-                continue
-            if isinstance(value, (list, dict)):
-                self.field_kinds.setdefault(name, type(value).__name__)
-                continue
-            column = self.fields.get(name)
-            if column is None:
-                if len(self.fields) >= self.max_fields:
-                    self.field_kinds.setdefault(name, "skipped")
-                    continue
-                column = self.fields[name] = _Column()
-            column.add(value if isinstance(value, str) else json.dumps(value))
+    def _add_field(self, name: str, digest: Any, clipped: str) -> None:
+        if isinstance(digest, str):  # a list or dict: profiled through its roles
+            self.field_kinds.setdefault(name, digest)
+            return
+        column = self.fields.get(name)
+        if column is None:
+            if len(self.fields) >= self.max_fields:
+                self.field_kinds.setdefault(name, "skipped")
+                return
+            column = self.fields[name] = Column()
+        column.push(digest, clipped)
 
-    def _add_placeholders(self, answers: list[str], prompt: str, example: Any, side: str) -> bool:
-        """Record the placeholders of one side's answers; whether there were any."""
-        found = [hit for text in answers for hit in find_placeholders(text, context=prompt)]
-        if not found:
-            return False
+    def _add_placeholders(self, found: tuple[tuple[str, str], ...], who: Any, side: str) -> None:
+        """Record the placeholders of one side's answers."""
         for kind, span in found:
             self.placeholder_kinds[kind] = self.placeholder_kinds.get(kind, 0) + 1
             self.placeholder_examples.setdefault(kind, span)
@@ -200,15 +119,14 @@ class ColumnProfile:
             spans = ", ".join(dict.fromkeys(span for _, span in found))
             self.review.append({
                 "kind": "placeholder",
-                "id": getattr(example, "id", None),
-                "where": getattr(example, "where", None),
+                "id": who[0],
+                "where": who[1],
                 "field": side,
                 "text": spans[:300],
                 "detail": "the answer holds an unfilled template placeholder; the model would learn to write it"
                 if side == "assistant" else "the rejected answer holds an unfilled template placeholder (a preference "
                 "pair that teaches little: check the chosen answer is not the same template)",
             })
-        return True
 
     def findings(self) -> dict[str, Any]:
         """JSON-able profile for the stage's findings (`validate`'s `profile`)."""
@@ -230,7 +148,7 @@ class ColumnProfile:
         notes = []
         answer = self.roles.get("assistant")
         if answer is not None and len(answer.hashes):
-            shared = _shared_answers(answer.hashes, self.answer_prompts)
+            shared = shared_answers(answer.hashes, self.answer_prompts)
             out["identical_responses"] = {"rows": shared, "share": round(shared / len(answer.hashes), 4)}
             labels = self._labels(answer, out["roles"]["assistant"])
             if labels:
@@ -244,7 +162,7 @@ class ColumnProfile:
         self._cached = (self.rows, out)
         return out
 
-    def _labels(self, answer: _Column, summary: dict[str, Any]) -> dict[str, Any] | None:
+    def _labels(self, answer: Column, summary: dict[str, Any]) -> dict[str, Any] | None:
         """The label distribution when the answers are class labels (see LABEL_VALUES), else None."""
         rows = summary["rows"]
         if rows < self.min_rows or summary["distinct_ratio"] > 0.5:

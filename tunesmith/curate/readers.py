@@ -1,23 +1,24 @@
-"""One reader per file type (JSONL, JSON, CSV/TSV, Parquet, hub dataset), each turning a file into raw Examples.
+"""One reader per file type (JSONL, JSON, CSV/TSV, Parquet, hub dataset), each streaming a file as raw Examples.
 
 A reader never drops a row: a line that is not UTF-8, not valid JSON, not an object or not a well-formed CSV
 record becomes an Example with `problem` set, which `validate` rejects with its file and line. A file that
-cannot be read at all (UTF-16, a broken JSON array, a CSV quote never closed) raises SourceError.
+cannot be read at all (UTF-16, a broken JSON array, a CSV quote never closed) raises SourceError, when the
+reader gets there. Readers hold one line, record, row group or JSON row at a time, never the file.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import datetime
 import decimal
-import io
 import json
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from tunesmith.curate.json_stream import CHUNK, JsonSyntax, TextWindow, array_items, object_members, utf8_error_at
 from tunesmith.curate.record import Example
 from tunesmith.errors import UsageError
 
@@ -56,16 +57,47 @@ def _bad(name: str, source: str, row: int, line: int | None, problem: str, detai
                    raw=raw[:2000])
 
 
-def parse_jsonl(path: Path, name: str) -> list[Example]:
-    examples, source, row = [], str(path), 0
+def _utf8_error(path: Path, handle: BinaryIO, what: str) -> SourceError:
+    """The SourceError naming the line of the file's first byte that is not UTF-8 (found by reading it again)."""
+    offset, byte, line = utf8_error_at(handle) or (0, 0, 1)
+    return SourceError(f"{path}:{line}: invalid UTF-8 byte 0x{byte:02x} (byte {offset} of the file); save the "
+                       f"{what} as UTF-8")
+
+
+def _lines(handle: BinaryIO) -> Iterator[bytes]:
+    """The file's lines without their ends, as bytes.splitlines gives them: \\r, \\n and \\r\\n each end a line."""
+    pending: list[bytes] = []
+    while block := handle.read(CHUNK):
+        parts = block.splitlines(keepends=True)
+        if pending:  # the unfinished line of the last block; a \r there may be the start of \r\n
+            parts[:1] = (b"".join(pending) + parts[0]).splitlines(keepends=True)
+        last = parts[-1]
+        finished = parts if last.endswith(b"\n") else parts[:-1]
+        pending = [] if last.endswith(b"\n") else [last]
+        for part in finished:
+            yield part[:-2] if part.endswith(b"\r\n") else part[:-1]
+    if pending:
+        yield pending[0].removesuffix(b"\r")
+
+
+def parse_jsonl(path: Path, name: str) -> Iterator[Example]:
     with open(path, "rb") as handle:
-        data = handle.read()
-    _check_encoding(path, data)
-    if _json_array(data):  # a pretty-printed array would be read line by line as a run of broken rows
-        log.info("%s: the .jsonl file holds one JSON array of rows; reading it as JSON", path)
-        return _json_rows(path, name, json.loads(data.decode("utf-8-sig")))
+        _check_encoding(path, handle.read(4))
+        handle.seek(0)
+        # a pretty-printed array would be read line by line as a run of broken rows
+        if _ARRAY_START.match(handle.read(1 << 16)) and _json_array(handle):
+            log.info("%s: the .jsonl file holds one JSON array of rows; reading it as JSON", path)
+            handle.seek(0)
+            yield from _json_rows(path, name, array_items(_window(path, handle, "JSON file", skip=True)))
+            return
+        handle.seek(0)
+        yield from _jsonl_rows(path, name, _lines(handle))
+
+
+def _jsonl_rows(path: Path, name: str, lines: Iterable[bytes]) -> Iterator[Example]:
+    source, row = str(path), 0
     # JSON strings cannot hold a raw CR or LF, so \r, \n and \r\n all end a line (old Mac files use \r alone)
-    for line_no, raw in enumerate(data.splitlines(), start=1):
+    for line_no, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         row += 1
@@ -73,168 +105,137 @@ def parse_jsonl(path: Path, name: str) -> list[Example]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
             detail = f"invalid UTF-8 byte 0x{raw[err.start]:02x} at byte {err.start} of the line (save the file as UTF-8)"
-            examples.append(_bad(name, source, row - 1, line_no, "invalid_utf8", detail, raw.decode("utf-8", "replace")))
+            yield _bad(name, source, row - 1, line_no, "invalid_utf8", detail, raw.decode("utf-8", "replace"))
             continue
         try:
             value = json.loads(text[1:] if text.startswith("\ufeff") else text)  # a BOM, also of a pasted-in file
         except json.JSONDecodeError as err:
             nul = "; the line holds NUL bytes (binary junk, or a UTF-16 file?)" if "\x00" in text else ""
             detail = f"malformed JSON at column {err.colno}: {err.msg}{nul}"
-            examples.append(_bad(name, source, row - 1, line_no, "malformed_json", detail, text))
+            yield _bad(name, source, row - 1, line_no, "malformed_json", detail, text)
             continue
         except (ValueError, RecursionError) as err:
             detail = f"unreadable JSON: {_unreadable(err)}"
-            examples.append(_bad(name, source, row - 1, line_no, "malformed_json", detail, text))
+            yield _bad(name, source, row - 1, line_no, "malformed_json", detail, text)
             continue
         if not isinstance(value, dict):
             detail = f"the line is a JSON {_json_type(value)}, expected an object with the row's fields"
-            examples.append(_bad(name, source, row - 1, line_no, "not_an_object", detail, text))
+            yield _bad(name, source, row - 1, line_no, "not_an_object", detail, text)
             continue
-        examples.append(Example(id=f"{name}:{row - 1}", source=source, row=row - 1, line=line_no, fields=value))
-    return examples
+        yield Example(id=f"{name}:{row - 1}", source=source, row=row - 1, line=line_no, fields=value)
 
 
-def _decode(path: Path, data: bytes, what: str) -> str:
-    """The whole file as text, or a SourceError naming the line of the first byte that is not UTF-8."""
-    _check_encoding(path, data)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise SourceError(f"{path}:{line}: invalid UTF-8 byte 0x{data[err.start]:02x} (byte {err.start} of the "
-                          f"file); save the {what} as UTF-8") from None
+def _window(path: Path, handle: BinaryIO, what: str, skip: bool = False) -> TextWindow:
+    win = TextWindow(handle, lambda: _utf8_error(path, handle, what))
+    if skip:
+        win.skip_ws()
+    return win
 
 
-def parse_json(path: Path, name: str) -> list[Example]:
-    text = _decode(path, path.read_bytes(), "JSON file")
-    if not text.strip():
-        raise SourceError(f"{path}: the file is empty; expected a JSON array of rows")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        if err.msg != "Extra data":
-            raise SourceError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-        if _json_lines(text, err):
-            log.info("%s: the .json file holds one JSON object per line; reading it as JSON Lines", path)
-            return parse_jsonl(path, name)
-        raise SourceError(f"{path}: the file holds more than one JSON value (the second starts at line {err.lineno}, "
-                          f"column {err.colno}); save the rows as one JSON array, or one object per line as "
-                          ".jsonl") from None
-    except (ValueError, RecursionError) as err:
-        raise SourceError(f"{path}: unreadable JSON: {_unreadable(err)}") from None
-    if isinstance(value, dict):
-        lists = [k for k, v in value.items() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise SourceError(f"{path}: expected a JSON array of rows, or an object holding exactly one array "
-                              f"(this one holds {len(lists)}: {lists[:5]})")
-        value = value[lists[0]]
-    if not isinstance(value, list):
-        raise SourceError(f"{path}: expected a JSON array of rows, found a {_json_type(value)}")
-    return _json_rows(path, name, value)
+def parse_json(path: Path, name: str) -> Iterator[Example]:
+    with open(path, "rb") as handle:
+        _check_encoding(path, handle.read(4))
+        handle.seek(0)
+        win = _window(path, handle, "JSON file")
+        char = win.skip_ws()
+        if not char or (char.isspace() and win.rest_is_space()):
+            raise SourceError(f"{path}: the file is empty; expected a JSON array of rows")
+        try:
+            if char == "[":
+                yield from _json_rows(path, name, array_items(win))
+            elif char == "{":
+                key = _one_array(path, win)
+                if key is None:
+                    log.info("%s: the .json file holds one JSON object per line; reading it as JSON Lines", path)
+                    yield from parse_jsonl(path, name)
+                    return
+                handle.seek(0)  # pass 2: the rows of that one array
+                win = _window(path, handle, "JSON file", skip=True)
+                yield from _json_rows(path, name, object_members(win, take=key))
+            else:
+                _scalar(path, win, char)
+            _no_more(path, win)
+        except SourceError:
+            raise
+        except JsonSyntax as err:
+            raise SourceError(f"{path}: malformed JSON at line {err.line}, column {err.col}: {err.msg}") from None
+        except (ValueError, RecursionError) as err:
+            raise SourceError(f"{path}: unreadable JSON: {_unreadable(err)}") from None
 
 
-def _json_rows(path: Path, name: str, value: list) -> list[Example]:
-    examples = []
-    for row, item in enumerate(value):
+def _scalar(path: Path, win: TextWindow, char: str) -> None:
+    """A file holding one string, number, true/false/null: refused, after json.loads' own checks."""
+    if win.at_file_start() and char == "\ufeff":  # a second byte order mark: json.loads refuses it first
+        raise win.syntax("Unexpected UTF-8 BOM (decode using utf-8-sig)", 0)
+    value = win.value()
+    _no_more(path, win)
+    raise SourceError(f"{path}: expected a JSON array of rows, found a {_json_type(value)}")
+
+
+def _no_more(path: Path, win: TextWindow) -> None:
+    if win.skip_ws():
+        line, col = win.where(win.pos)
+        raise SourceError(f"{path}: the file holds more than one JSON value (the second starts at line {line}, "
+                          f"column {col}); save the rows as one JSON array, or one object per line as .jsonl")
+
+
+def _one_array(path: Path, win: TextWindow) -> int | None:
+    """Pass 1 over a top-level object: the member number of its one array, or None for JSON Lines.
+
+    An object filling the first line and followed by more is a JSON Lines file saved as .json.
+    """
+    first_line = win.where(win.pos)[0]
+    members = _drain(object_members(win))
+    if win.where(win.pos)[0] == first_line and win.skip_ws():
+        return None
+    _no_more(path, win)
+    lists = [k for k, (is_array, _) in members.items() if is_array]
+    if len(lists) != 1:
+        raise SourceError(f"{path}: expected a JSON array of rows, or an object holding exactly one array "
+                          f"(this one holds {len(lists)}: {lists[:5]})")
+    return members[lists[0]][1]
+
+
+def _drain(generator):
+    """Run a generator to its end, discarding what it yields; its return value."""
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _json_rows(path: Path, name: str, items: Iterable[Any]) -> Iterator[Example]:
+    for row, item in enumerate(items):
         if isinstance(item, dict):
-            examples.append(Example(id=f"{name}:{row}", source=str(path), row=row, line=None, fields=item))
+            yield Example(id=f"{name}:{row}", source=str(path), row=row, line=None, fields=item)
         else:
             detail = f"row {row} is a JSON {_json_type(item)}, expected an object with the row's fields"
-            examples.append(_bad(name, str(path), row, None, "not_an_object", detail, json.dumps(item)))
-    return examples
+            yield _bad(name, str(path), row, None, "not_an_object", detail, json.dumps(item))
 
 
-def _json_array(data: bytes) -> bool:
-    """A JSON array saved as .jsonl: it starts with `[` and the whole file is one JSON array.
+def _json_array(handle: BinaryIO) -> bool:
+    """A JSON array saved as .jsonl: it starts with `[` and the whole file is one JSON array (pass 1, streamed).
 
     A JSON Lines file can start with `[` only if its first row is an array, which is not a row; such a file as a
     whole then fails to parse (two values), so it keeps being read line by line and that row is named. An array
     on a single line is one JSON Lines row (not an object, so rejected naming its line), not a file of rows.
     """
-    if not _ARRAY_START.match(data) or b"\n" not in data.strip():  # a match, not lstrip: no copy of a large file
-        return False
+    handle.seek(0)
+    bom = handle.read(3) == codecs.BOM_UTF8  # the mark is text that bytes.strip() keeps: line 1 is not blank
+    handle.seek(0)
+    win = TextWindow(handle, _NotText)
     try:
-        return isinstance(json.loads(data.decode("utf-8-sig")), list)
-    except (ValueError, RecursionError):  # also UnicodeDecodeError: the line reader names the bad line
+        win.skip_ws()
+        first_line = 1 if bom else win.where(win.pos)[0]
+        _drain(array_items(win))
+        return win.where(win.pos)[0] > first_line and not win.skip_ws()
+    except (JsonSyntax, ValueError, RecursionError, _NotText):  # the line reader names what is wrong
         return False
 
 
-def _json_lines(text: str, err: json.JSONDecodeError) -> bool:
-    """A JSON Lines file saved as .json: an object filling the first line, then more (json.loads: "Extra data")."""
-    first = text.lstrip()
-    return first.startswith("{") and "\n" not in text[len(text) - len(first) : err.pos].rstrip()
-
-
-def _csv_header(path: Path, reader, delimiter: str) -> list[str]:
-    kind = "TSV" if delimiter == "\t" else "CSV"
-    try:
-        header = next(reader, None)
-    except csv.Error as err:
-        raise SourceError(f"{path}:1: the header row is not valid {kind} ({err})") from None
-    if not header:
-        raise SourceError(f"{path}: the {kind} file is empty (no header row)")
-    if len(header) == 1 and any(sep in header[0] for sep in ";\t|,".replace(delimiter, "")):
-        fix = ("a .tsv file is read with tabs between columns" if delimiter == "\t" else
-               "a .csv file is read with ',' between columns; save it so, or name a tab-separated file .tsv")
-        raise SourceError(f"{path}:1: the header {header[0]!r} is one column; {fix}")
-    seen: dict[str, int] = {}
-    for i, column in enumerate(header, start=1):
-        if column in seen:
-            raise SourceError(f"{path}:1: column {column!r} appears twice in the header (columns {seen[column]} and "
-                              f"{i}); rename one")
-        seen[column] = i
-    return header
-
-
-def _csv_row(base: dict, header: list[str], cells: list[str]) -> Example:
-    if len(cells) != len(header):
-        detail = f"{len(cells)} cells but the header has {len(header)} columns (check quoting)"
-        return Example(**base, problem="malformed_csv", detail=detail, raw=",".join(cells)[:2000])
-    fields: dict[str, Any] = dict(zip(header, cells))
-    for key in JSON_COLUMNS:
-        if isinstance(fields.get(key), str) and fields[key].lstrip().startswith("["):
-            try:
-                fields[key] = json.loads(fields[key])
-            except (ValueError, RecursionError) as err:
-                why = f"{err.msg} at column {err.colno}" if isinstance(err, json.JSONDecodeError) else _unreadable(err)
-                detail = f"column {key!r} is not a valid JSON list of turns: {why}"
-                return Example(**base, problem="malformed_json", detail=detail, raw=fields[key][:2000])
-    return Example(**base, fields=fields)
-
-
-def parse_tsv(path: Path, name: str) -> list[Example]:
-    """Tab-separated values, read as CSV with a tab between cells (quotes work as in CSV)."""
-    return parse_csv(path, name, delimiter="\t")
-
-
-def parse_csv(path: Path, name: str, delimiter: str = ",") -> list[Example]:
-    text = _decode(path, path.read_bytes(), "TSV" if delimiter == "\t" else "CSV")
-    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))  # a cell may be as long as the whole file
-    # strict: a stray quote is an error for that row, not a silent merge of the rows after it into one cell
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter)
-    header = _csv_header(path, reader, delimiter)
-    examples, row, line_start, lines_of_text = [], 0, 2, None
-    while True:
-        base = {"id": f"{name}:{row}", "source": str(path), "row": row, "line": line_start}
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as err:
-            lines = f"line {line_start}" if reader.line_num == line_start else f"lines {line_start}-{reader.line_num}"
-            if "unexpected end of data" in str(err):
-                raise SourceError(f"{path}:{line_start}: a quoted field in this row is never closed, so {lines} "
-                                  'would become one cell; close the quote (write a quote inside a field as "")') from None
-            lines_of_text = lines_of_text or re.split(r"\r\n|\r|\n", text)  # csv's own line ends; split once
-            raw = "\n".join(lines_of_text[line_start - 1 : reader.line_num])[:2000]
-            examples.append(Example(**base, problem="malformed_csv", detail=f"{err} ({lines}; check quoting)", raw=raw))
-            row, line_start = row + 1, reader.line_num + 1
-            continue
-        line_start = reader.line_num + 1
-        if any(c.strip() for c in cells):
-            examples.append(_csv_row(base, header, cells))
-            row += 1
-    return examples
+class _NotText(Exception):
+    pass
 
 
 def _jsonable(value: Any) -> Any:
@@ -261,25 +262,40 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def parse_rows(rows: list[Any], path: str, name: str, convert: bool = True) -> list[Example]:
+def parse_rows(rows: Iterable[Any], path: str, name: str, convert: bool = True, start: int = 0) -> Iterator[Example]:
     """Rows from Parquet or the hub; `convert` turns non-JSON values (bytes, dates) into JSON ones."""
-    examples = []
-    for row, item in enumerate(rows):
+    for row, item in enumerate(rows, start=start):
         fields = {str(k): _jsonable(v) for k, v in item.items()} if convert else dict(item)
-        examples.append(Example(id=f"{name}:{row}", source=path, row=row, line=None, fields=fields))
-    return examples
+        yield Example(id=f"{name}:{row}", source=path, row=row, line=None, fields=fields)
 
 
-def read_parquet(path: Path, name: str) -> list[Example]:
+def read_parquet(path: Path, name: str, batch_rows: int = 1024) -> Iterator[Example]:
+    """A Parquet file by record batches (row group by row group), never the whole table."""
     import pyarrow.parquet as pq
 
+    def cannot(err: Exception) -> SourceError:
+        return SourceError(f"{path}: cannot read Parquet: {err}")
+
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for a damaged file
-        raise SourceError(f"{path}: cannot read Parquet: {err}") from None
-    # only columns of non-JSON types (binary, timestamp, decimal, ...) need the slower per-value conversion
-    convert = not all(_plain(field.type) for field in table.schema)
-    return parse_rows(table.to_pylist(), str(path), name, convert=convert)
+        raise cannot(err) from None
+    with parquet:
+        # only columns of non-JSON types (binary, timestamp, decimal, ...) need the slower per-value conversion
+        convert = not all(_plain(field.type) for field in parquet.schema_arrow)
+        # one row group at a time: iter_batches over the whole file reads row groups ahead
+        groups = range(parquet.num_row_groups)
+        batches = (b for g in groups for b in parquet.iter_batches(batch_size=batch_rows, row_groups=[g]))
+        row = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except Exception as err:  # a damaged row group further in
+                raise cannot(err) from None
+            if batch is None:
+                return
+            yield from parse_rows(batch.to_pylist(), str(path), name, convert=convert, start=row)
+            row += batch.num_rows
 
 
 def _plain(kind) -> bool:
@@ -294,11 +310,26 @@ def _plain(kind) -> bool:
             or pt.is_float64(kind) or pt.is_boolean(kind) or pt.is_null(kind))
 
 
-def read_hub(path: str, split: str, revision: str | None, name: str) -> list[Example]:
+def read_hub(path: str, split: str, revision: str | None, name: str) -> Iterator[Example]:
+    """A hub dataset, streamed when online; offline, from the local cache (a stream would need the network)."""
     import datasets
 
+    def cannot(err: Exception) -> SourceError:  # offline, missing or private datasets all land here
+        return SourceError(f"{path}: cannot load the hub dataset ({type(err).__name__}: {err})")
+
     try:
-        dataset = datasets.load_dataset(path, split=split, revision=revision)
-    except Exception as err:  # offline, missing or private datasets all land here
-        raise SourceError(f"{path}: cannot load the hub dataset ({type(err).__name__}: {err})") from None
-    return parse_rows(list(dataset), path, name)
+        dataset = datasets.load_dataset(path, split=split, revision=revision,
+                                        streaming=not datasets.config.HF_HUB_OFFLINE)
+        rows = iter(dataset)
+    except Exception as err:
+        raise cannot(err) from None
+    row = 0
+    while True:
+        try:
+            item = next(rows, None)
+        except Exception as err:  # a stream fails when it reaches the bad shard, or the network drops
+            raise cannot(err) from None
+        if item is None:
+            return
+        yield from parse_rows([item], path, name, start=row)
+        row += 1

@@ -32,6 +32,7 @@ _INLINE = re.compile(r"([\\`*_\[\]~|$])")
 # of a value too, although no template puts a value first on its line
 _LEADING = re.compile(r"^([#+\-=]|\d+[.)])")
 _BACKTICKS = re.compile(r"`+")
+_HF_SPLIT = re.compile(r"\w+(\.\w+)*")  # the split names `datasets` accepts (datasets.splits._split_re)
 
 
 def _one_line(value: object) -> str:
@@ -112,7 +113,7 @@ def _number(value: object) -> str:
 
 
 def _composition(card: Card) -> list[str]:
-    lines = [f"- **{text(name)}**: {split.rows} rows ({code(split.file)}, sha256 {code(split.sha256[:12])}…)"
+    lines = [f"- **{text(name)}**: {split.rows} rows ({_files(split)}, sha256 {code(split.sha256[:12])}…)"
              for name, split in card.splits.items()]
     findings = {s.name: s.findings for s in card.stages}
     langs = findings.get("bias_audit", {}).get("languages")
@@ -134,6 +135,23 @@ def _composition(card: Card) -> list[str]:
     return lines
 
 
+def _files(split) -> str:
+    if split.shards is None:
+        return code(split.file)
+    count = len(split.shards)
+    return f"{count} Parquet shard{'s' if count > 1 else ''} from {code(split.shards[0].file)}"
+
+
+def data_configs(card: Card) -> list[dict] | None:
+    """The `configs:` entry that lets `datasets.load_dataset(<card folder>)` read the splits (and nothing else
+    in the folder: rejected rows, card.json). Files are listed by name, not by glob, since one split's name may
+    begin another's. None when a split name is one `datasets` refuses (it takes word characters and dots)."""
+    if not all(_HF_SPLIT.fullmatch(name) for name in card.splits):
+        return None
+    files = [{"split": name, "path": [part.file for part in split.parts()]} for name, split in card.splits.items()]
+    return [{"config_name": "default", "data_files": files}]
+
+
 def front_matter(card: Card) -> str:
     """The YAML metadata block; every value one line and quoted by yaml.safe_dump where YAML needs it."""
     total = sum(s.rows for s in card.splits.values())
@@ -145,7 +163,11 @@ def front_matter(card: Card) -> str:
         task_categories=["text-generation"], size_categories=[_size_category(total)],
         tags=["sft", "tunesmith", f"fingerprint:{_one_line(card.fingerprint[:16])}"],
     )
-    dumped = yaml.safe_dump(data.to_dict(), sort_keys=False, allow_unicode=True, width=float("inf"))
+    metadata = data.to_dict()
+    configs = data_configs(card)
+    if configs is not None:
+        metadata["configs"] = configs
+    dumped = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=float("inf"))
     return f"---\n{dumped}---\n"
 
 

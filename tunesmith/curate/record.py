@@ -25,6 +25,9 @@ class Message(NamedTuple):
     tool_call_id: str | None = None
     name: str | None = None
 
+    def __reduce__(self):  # pickled (spills, workers) as a plain call: 2x faster than NamedTuple's default
+        return (Message, tuple(self))
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls is not None:
@@ -57,6 +60,10 @@ class Example:
     rejected: tuple[Message, ...] = ()
     label: bool | None = None  # KTO rows: whether the answer in `messages` is desirable
     tools: Any = None  # the row's tool definitions (a JSON list), kept with it for chat templates that render tools
+    trainable_tokens: int | None = None  # set by token_stats for split to sum per split; not written to split files
+
+    def __reduce__(self):  # pickled as one constructor call; the slots default sets each field by name (2x slower)
+        return (Example, tuple(getattr(self, name) for name in _FIELD_NAMES))
 
     def replace(self, **changes: Any) -> Example:
         """A copy with some fields changed (the record's own, faster dataclasses.replace)."""

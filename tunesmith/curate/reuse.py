@@ -69,7 +69,8 @@ def check_card_matches_build(folder: Path, card: DatasetCard, built: dict[str, S
                                 "(was the card edited?); move or delete that version and run again")
 
     def records(splits: dict[str, SplitRecord]) -> dict[str, tuple]:
-        return {name: (s.file, s.rows, s.sha256) for name, s in splits.items()}
+        return {name: (s.file, s.rows, s.sha256, [(p.file, p.rows, p.sha256) for p in s.parts()])
+                for name, s in splits.items()}
 
     # row counts are not in the fingerprint: comparing them with the build's own counts checks the card's
     differing = sorted(n for n in records(card.splits).keys() | built.keys()
@@ -125,7 +126,7 @@ def _replace(folder: Path, name: str, work: Path) -> None:
 
 def _named_by_card(card: DatasetCard) -> set[str]:
     """Files the card names that a build may not remake (rejects of other inputs), and card.json itself."""
-    named = {CARD_FILE} | {s.file for s in card.splits.values()}
+    named = {CARD_FILE} | {p.file for s in card.splits.values() for p in s.parts()}
     for stage in card.stages:
         named |= {f for f in (stage.rejected_file, stage.findings.get("clusters_file")) if isinstance(f, str)}
     return named

@@ -8,9 +8,12 @@ with `problem` set, which the `validate` stage rejects with its file and line (t
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
+from collections import deque
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,16 +22,9 @@ from pydantic import Field, ValidationInfo, field_validator
 from tunesmith.artifact_io import sha256_file
 from tunesmith.artifacts import SourceRecord
 from tunesmith.config import StrictModel, home_path
+from tunesmith.curate.csv_reader import parse_csv, parse_tsv
 from tunesmith.curate.preference import PREFERENCE_FORMATS, PREFERENCE_KEYS
-from tunesmith.curate.readers import (
-    SourceError,
-    parse_csv,
-    parse_json,
-    parse_jsonl,
-    parse_tsv,
-    read_hub,
-    read_parquet,
-)
+from tunesmith.curate.readers import SourceError, parse_json, parse_jsonl, read_hub, read_parquet
 from tunesmith.curate.record import Example
 
 log = logging.getLogger(__name__)
@@ -39,6 +35,8 @@ FORMATS = (*SFT_FORMATS, *PREFERENCE_FORMATS)
 FILE_TYPES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
               ".parquet": "parquet"}
 READERS = {"jsonl": parse_jsonl, "json": parse_json, "csv": parse_csv, "tsv": parse_tsv, "parquet": read_parquet}
+DETECT_ROWS = 200  # detect_format votes over the first 200 parsed rows
+HEAD_LIMIT = 10_000  # rows held while looking for them, so a file of broken rows cannot fill memory
 # keys that identify each format, most specific first: a preference row may also hold `prompt` or `conversations`,
 # and `text` often rides along with a row's real turns, so it comes last
 FORMAT_KEYS: list[tuple[str, set[str]]] = [
@@ -134,7 +132,7 @@ def file_type(config: SourceConfig) -> str:
 def detect_format(rows: list[dict[str, Any]], path: str) -> str:
     """Pick the format whose identifying keys appear in most of the first rows."""
     votes: dict[str, int] = {}
-    for row in rows[:200]:
+    for row in rows[:DETECT_ROWS]:
         for fmt, keys in FORMAT_KEYS:
             if keys <= row.keys():
                 votes[fmt] = votes.get(fmt, 0) + 1
@@ -150,38 +148,94 @@ def detect_format(rows: list[dict[str, Any]], path: str) -> str:
     return max(votes, key=votes.get)
 
 
-def read_source(config: SourceConfig) -> tuple[list[Example], SourceRecord]:
-    """Read one source into raw Examples (renamed columns, detected format) and describe it."""
+def check_source(config: SourceConfig, peek: bool = True) -> str:
+    """Refuse a source that cannot be read at all, before the run; its file type.
+
+    Without reading rows: a folder, a missing or unreadable file, an unknown type. With `peek`, also what the first
+    rows show (an empty or UTF-16 file, a bad CSV header, columns of no known format, a JSON array broken at its
+    start): the reader runs until the first row, holding a few hundred rows (for a JSON object holding the rows,
+    its first pass reads the whole file). An error further into a file is still raised when the stream gets there.
+    """
+    kind = _check_file(config)
+    if peek:
+        stream = _stream(config, kind)
+        next(stream, None)
+        stream.close()
+    return kind
+
+
+def _check_file(config: SourceConfig) -> str:
     path = Path(config.path)
     if path.is_dir():  # before guessing the type: a folder has no extension, or a misleading one
         raise SourceError(f"{config.path}: is a folder, and a source is one file; list each file as its own source")
-    kind, name = file_type(config), source_name(config)
-    if kind != "hub" and not path.is_file():
+    kind = file_type(config)
+    if kind == "hub":
+        return kind
+    if not path.is_file():
         what = "not a regular file" if path.exists() else "file not found"
         raise SourceError(f"{config.path}: {what}")
     try:
-        examples = (read_hub(config.path, config.hub_split, config.revision, name) if kind == "hub"
-                    else READERS[kind](path, name))
+        with open(path, "rb") as handle:
+            handle.read(1)
     except OSError as err:  # unreadable file (permissions, a device error): say which
         raise SourceError(f"{config.path}: cannot read the file ({err.strerror or err})") from None
-    if not examples:
+    return kind
+
+
+def iter_source(config: SourceConfig) -> Generator[Example, None, SourceRecord]:
+    """Stream one source's raw Examples (renamed columns, detected format); the generator's return value is the
+    source's record (`record = yield from iter_source(config)`). Memory holds the first rows (for the format),
+    not the file."""
+    return (yield from _stream(config, check_source(config, peek=False)))
+
+
+def _stream(config: SourceConfig, kind: str) -> Generator[Example, None, SourceRecord]:
+    name = source_name(config)
+    rows = _guarded(config, READERS[kind](Path(config.path), name) if kind != "hub"
+                    else read_hub(config.path, config.hub_split, config.revision, name))
+    renames = _Renames(config)
+    head: deque[Example] = deque()
+    parsed = []
+    for ex in rows:  # the first rows decide the format, as detect_format reads them
+        head.append(renames(ex))
+        if ex.fields is not None:
+            parsed.append(ex.fields)
+        if len(parsed) >= DETECT_ROWS or len(head) >= HEAD_LIMIT:
+            break
+    if not head:
         raise SourceError(f"{config.path}: no rows (the file is empty or holds only blank lines or a header); "
                           "check the path or remove this source")
-    warnings = _rename_columns(examples, config) if config.columns else []
-    parsed = [ex.fields for ex in examples if ex.fields is not None]
-    if config.format != "auto":
-        fmt = config.format
-    elif parsed:
-        fmt = detect_format(parsed, config.path)
-    else:
-        fmt = "messages"
-    for ex in examples:
+    fmt = config.format if config.format != "auto" else detect_format(parsed, config.path) if parsed else "messages"
+    del parsed
+    count = 0
+    # the held rows leave memory as they are handed on
+    for ex in itertools.chain((head.popleft() for _ in range(len(head))), (renames(ex) for ex in rows)):
         ex.format = fmt
         if config.keep_columns and ex.fields is not None:
             _keep_columns(ex, config.keep_columns)
-    sha = sha256_file(path) if kind != "hub" else None
-    log.info("read %d rows from %s (%s, format %s)", len(examples), config.path, kind, fmt)
-    return examples, SourceRecord(path=config.path, format=fmt, rows=len(examples), sha256=sha, warnings=warnings)
+        count += 1
+        yield ex
+    sha = sha256_file(Path(config.path)) if kind != "hub" else None
+    log.info("read %d rows from %s (%s, format %s)", count, config.path, kind, fmt)
+    return SourceRecord(path=config.path, format=fmt, rows=count, sha256=sha, warnings=renames.warnings())
+
+
+def read_source(config: SourceConfig) -> tuple[list[Example], SourceRecord]:
+    """Read one source into raw Examples (renamed columns, detected format) and describe it."""
+    examples: list[Example] = []
+    stream = iter_source(config)
+    while True:
+        try:
+            examples.append(next(stream))
+        except StopIteration as stop:
+            return examples, stop.value
+
+
+def _guarded(config: SourceConfig, rows: Iterator[Example]) -> Iterator[Example]:
+    try:
+        yield from rows
+    except OSError as err:  # a device error or a file removed half-way: say which source
+        raise SourceError(f"{config.path}: cannot read the file ({err.strerror or err})") from None
 
 
 def _keep_columns(example: Example, columns: list[str]) -> None:
@@ -197,25 +251,30 @@ def _keep_columns(example: Example, columns: list[str]) -> None:
             example.detail = f"kept column {column!r} holds an unpaired UTF-16 surrogate (broken text)"
 
 
-def _rename_columns(examples: list[Example], config: SourceConfig) -> list[str]:
-    """Apply `columns:` in place (the reader owns these fresh records); refuse a rename onto an existing column.
+class _Renames:
+    """Apply `columns:` to each row in place (the reader owns these fresh records); refuse a rename onto an
+    existing column. `warnings()` names each renamed column that no row had (a typo, or the mapping of another
+    file), logged too: the rename did nothing, so the rows are read by the names they have."""
 
-    Returns a warning for each renamed column that no row has (a typo, or the mapping of another file), which is
-    logged too: the rename did nothing, so the row is read by the names it has.
-    """
-    unused = dict(config.columns)
-    for ex in examples:
-        if not ex.fields:
-            continue
-        for old in [k for k in unused if k in ex.fields]:
-            del unused[old]
-        for old, new in config.columns.items():
-            if old in ex.fields and new in ex.fields and new not in config.columns:
+    def __init__(self, config: SourceConfig):
+        self.config, self.unused = config, dict(config.columns)
+
+    def __call__(self, ex: Example) -> Example:
+        columns = self.config.columns
+        if not columns or not ex.fields:
+            return ex
+        for old in [k for k in self.unused if k in ex.fields]:
+            del self.unused[old]
+        for old, new in columns.items():
+            if old in ex.fields and new in ex.fields and new not in columns:
                 raise SourceError(f"{ex.where}: `columns:` renames {old!r} to {new!r}, but the row already has a "
                                   f"{new!r} column; rename or drop one of them")
-        ex.fields = {config.columns.get(k, k): v for k, v in ex.fields.items()}
-    warnings = [f"{config.path}: `columns:` renames {old!r} to {new!r}, but no row has a {old!r} column, so the "
-                "rename does nothing; check the column's name" for old, new in unused.items()]
-    for warning in warnings:
-        log.warning("%s", warning)
-    return warnings
+        ex.fields = {columns.get(k, k): v for k, v in ex.fields.items()}
+        return ex
+
+    def warnings(self) -> list[str]:
+        warnings = [f"{self.config.path}: `columns:` renames {old!r} to {new!r}, but no row has a {old!r} column, "
+                    "so the rename does nothing; check the column's name" for old, new in self.unused.items()]
+        for warning in warnings:
+            log.warning("%s", warning)
+        return warnings

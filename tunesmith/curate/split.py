@@ -11,32 +11,53 @@ next. Split sizes then follow the ratios up to sampling noise. Absolute `sizes` 
 counts instead: groups are taken in position order until each split is full, so rows near a cut can move
 when other rows are added or removed (`tunesmith card diff` counts them). Either way the achieved shares are
 recorded beside the asked ones, with a warning and its cause (large groups, chance) when they differ.
+
+Streamed in two passes (split_keys.py): pass 1 keeps each row's group labels as 64-bit hashes and its stratum as a
+small number; the resolve joins the groups and assigns them on those keys; pass 2 sets each row's split.
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
 import itertools
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Annotated
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from tunesmith.config import StrictModel
 from tunesmith.curate.record import Example
-from tunesmith.curate.stage import DataError, Stage, StageContext, register_stage
+from tunesmith.curate.split_keys import (
+    ColumnTally,
+    Groups,
+    SplitKeys,
+    TokensBySplit,
+    cut_by_count,
+    label_hash,
+)
+from tunesmith.curate.stage import DataError, GlobalStage, RowStore, StageContext, StageFindings, register_stage
 
 log = logging.getLogger(__name__)
-TRAINABLE_BY_ID = "trainable_tokens_by_id"  # ctx.extra key: token_stats' per-row trainable token counts
 
 
-class Split(Stage):
+class SplitFindings(StageFindings):
+    sizes: dict[str, int]
+    groups: int
+    stratify: str | None
+    assignment: str
+    ratios: dict[str, dict]
+    warnings: list[str]
+    trainable_tokens_by_split: dict[str, int] | None = None  # when token_stats counted them
+    strata: dict[str, dict[str, int]] | None = None  # with stratify
+
+
+class Split(GlobalStage):
     """Assign train/validation/test deterministically; groups stay together, strata keep their shares."""
 
     name = "split"
     version = "1"
+    Findings = SplitFindings
 
     class Config(StrictModel):
         ratios: dict[str, float] = Field(
@@ -71,46 +92,86 @@ class Split(Stage):
                     raise ValueError(f"split name {name!r} must be letters, digits, '-' or '_'")
             return self
 
-    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
-        column_warnings = [w for option in ("group_by", "stratify") if (w := self._check_column(option, examples, ctx))]
-        keys = self._group_keys(examples)
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, key in enumerate(keys):
-            groups[key].append(i)
-        strata: dict[str, list[str]] = defaultdict(list)
-        for key, members in groups.items():
-            strata[self._stratum(examples[members[0]])].append(key)
-        assignment: dict[str, str] = {}
-        exact = bool(self.config.sizes or self.config.stratify)
-        for stratum_keys in strata.values():
-            if exact:
-                assignment.update(self._cut_by_count(stratum_keys, groups, len(examples)))
-            else:
-                edges, names = self._intervals()
-                assignment.update({key: names[bisect.bisect_right(edges, self._position(key))] for key in stratum_keys})
-        out = [ex.replace(split=assignment[key]) for ex, key in zip(examples, keys)]
-        sizes = Counter(ex.split for ex in out)
-        ctx.finding("sizes", {name: sizes.get(name, 0) for name in self._names()})
-        ctx.finding("groups", sum(1 for m in groups.values() if len(m) > 1))
+    def open(self, ctx: StageContext) -> SplitKeys:
+        state = SplitKeys()
+        state.columns = {option: ColumnTally() for option in ("group_by", "stratify") if getattr(self.config, option)}
+        return state
+
+    def add_keys(self, batch: list[Example], start: int, state: SplitKeys, ctx: StageContext) -> None:
+        if start != state.rows:
+            raise ValueError(f"split: batch at position {start} after {state.rows} rows")
+        seed, stratify = self.config.seed, self.config.stratify
+        for example in batch:
+            for option, tally in state.columns.items():
+                tally.add(example, getattr(self.config, option))
+            state.add([label_hash(seed, label) for label in self._labels(example)],
+                      self._stratum(example) if stratify else None)
+
+    def resolve(self, state: SplitKeys, rows: RowStore, ctx: StageContext) -> None:
+        state.column_warnings = [w for option, tally in state.columns.items()
+                                 if (w := self._check_column(option, tally, state.rows, ctx))]
+        groups = state.groups(rows, self._labels, self.config.seed)
+        names = self._names()
+        group_split = np.zeros(len(groups.sizes), dtype=np.uint16)
+        if self._exact():
+            for name, members in self._cut_strata(groups, state).items():
+                group_split[members] = names.index(name)
+        else:
+            edges, interval_names = self._intervals()
+            index = np.array([names.index(name) for name in interval_names], dtype=np.uint16)
+            group_split = index[np.searchsorted(np.array(edges, dtype=np.float64), groups.position, "right")]
+        state.row_split = group_split[groups.of_row]
+        state.group_count = int((groups.sizes > 1).sum())
+        state.largest = int(groups.sizes.max()) if len(groups.sizes) else 0
+        state.drop_keys()
+
+    def _cut_strata(self, groups: Groups, state: SplitKeys) -> dict[str, np.ndarray]:
+        """Exact counts per stratum (a group's stratum is its first row's): {split: its groups, all strata}."""
+        group_stratum = (np.frombuffer(state.stratum, dtype=np.uint32)[groups.first_row] if state.strata
+                         else np.zeros(len(groups.sizes), dtype=np.uint32))
+        # by stratum, then position; equal positions keep the groups' order of appearance, as a stable sort did
+        order = np.lexsort((groups.first_row, groups.position, group_stratum))
+        bounds = np.flatnonzero(np.diff(group_stratum[order])) + 1
+        chosen: dict[str, list[np.ndarray]] = {}
+        for members in np.split(order, bounds) if len(order) else []:
+            targets = self._targets(int(groups.sizes[members].sum()), state.rows)
+            for name, picked in cut_by_count(members, groups.sizes, targets).items():
+                chosen.setdefault(name, []).append(picked)
+        return {name: np.concatenate(parts) for name, parts in chosen.items()}
+
+    def apply(self, batch: list[Example], start: int, state: SplitKeys, ctx: StageContext) -> list[Example]:
+        names = self._names()
+        out = [ex.replace(split=names[i]) for ex, i in zip(batch, state.row_split[start : start + len(batch)].tolist())]
+        state.tokens.add(out, ctx)
+        if self.config.stratify:
+            for ex in out:
+                state.strata_table.setdefault(ex.split, Counter())[self._stratum(ex)] += 1
+        return out
+
+    def close(self, state: SplitKeys, ctx: StageContext) -> None:
+        names, total = self._names(), state.rows
+        counts = np.bincount(state.row_split, minlength=len(names)) if total else np.zeros(len(names), np.int64)
+        sizes = Counter({name: int(counts[i]) for i, name in enumerate(names) if counts[i]})
+        exact = self._exact()
+        ctx.finding("sizes", {name: sizes.get(name, 0) for name in names})
+        ctx.finding("groups", state.group_count)
         ctx.finding("stratify", self.config.stratify)
         ctx.finding("assignment", "exact counts" if exact else "stable by hash position")
-        ratios = self._ratios(sizes, len(out))
+        ratios = self._ratios(sizes, total)
         ctx.finding("ratios", ratios)
-        largest = max((len(m) for m in groups.values()), default=0)
-        warnings = column_warnings + [
-            self._ratio_warning(name, r, len(out), largest, exact) for name, r in ratios.items()
-            if abs(r["achieved"] - r["asked"]) > self.config.ratio_tolerance and abs(r["rows"] - r["asked"] * len(out)) > 1
+        warnings = state.column_warnings + [
+            self._ratio_warning(name, r, total, state.largest, exact) for name, r in ratios.items()
+            if abs(r["achieved"] - r["asked"]) > self.config.ratio_tolerance and abs(r["rows"] - r["asked"] * total) > 1
         ]
         ctx.finding("warnings", warnings)
         for warning in warnings:
             log.warning("split: %s", warning)
-        record_trainable_tokens(out, ctx)
+        state.tokens.report(ctx)
         if self.config.stratify:
-            table: dict[str, Counter] = defaultdict(Counter)
-            for ex in out:
-                table[ex.split][self._stratum(ex)] += 1
-            ctx.finding("strata", {k: dict(v) for k, v in table.items()})
-        return out
+            ctx.finding("strata", {k: dict(v) for k, v in state.strata_table.items()})
+
+    def _exact(self) -> bool:
+        return bool(self.config.sizes or self.config.stratify)
 
     def _ratios(self, sizes: Counter, total: int) -> dict[str, dict]:
         """Asked and achieved share of rows per split (asked: `sizes` over all rows, ratios over what is left)."""
@@ -123,15 +184,14 @@ class Split(Stage):
         return {name: {"asked": round(asked[name], 4), "achieved": round(sizes.get(name, 0) / total, 4),
                        "rows": sizes.get(name, 0)} for name in self._names()}
 
-    def _check_column(self, option: str, examples: list[Example], ctx: StageContext) -> str | None:
+    def _check_column(self, option: str, tally: ColumnTally, rows: int, ctx: StageContext) -> str | None:
         """A `group_by`/`stratify` column that no row carries would be ignored silently (and the ratio warning
         would blame chance), so it stops the run; one missing on some rows is a warning naming how many."""
         column = getattr(self.config, option)
-        if not column or not examples:
+        if not rows:
             return None
-        missing = [ex for ex in examples if ex.meta.get(column) is None]
         alone = "grouped alone" if option == "group_by" else "put in one stratum of their own"
-        if len(missing) == len(examples):
+        if tally.missing == rows:
             why = ""
             if column in ctx.extra.get("ignored_columns", {}):
                 why = " (it was listed as an ignored column)"
@@ -139,11 +199,10 @@ class Split(Stage):
                 why = " that has it, or check the name: no input row has such a column"
             raise DataError(f"split.{option}: column {column!r} is on no row; add keep_columns: [{column}] to the "
                             f"source{why}")
-        if not missing:
+        if not tally.missing:
             return None
-        shown = ", ".join(ex.where for ex in missing[:3])
-        return (f"split.{option}: column {column!r} is missing on {len(missing)} of {len(examples)} rows (e.g. "
-                f"{shown}); those rows are {alone}")
+        return (f"split.{option}: column {column!r} is missing on {tally.missing} of {rows} rows (e.g. "
+                f"{', '.join(tally.shown)}); those rows are {alone}")
 
     @staticmethod
     def _ratio_warning(name: str, ratio: dict, total: int, largest: int, exact: bool) -> str:
@@ -161,24 +220,8 @@ class Split(Stage):
     def _names(self) -> list[str]:
         return list(dict.fromkeys([*self.config.sizes, *self.config.ratios]))
 
-    def _group_keys(self, examples: list[Example]) -> list[str]:
-        """Each row's group: rows sharing any label (the `group_by` value, a preference row's prompt, a near-dup
-        cluster; `group` joins several with "|") are joined transitively, so no label straddles splits."""
-        parent: dict[str, str] = {}
-
-        def root(label: str) -> str:
-            while parent.setdefault(label, label) != label:
-                parent[label] = parent[parent[label]]  # path halving keeps the chains short
-                label = parent[label]
-            return label
-
-        labels = [self._labels(example) for example in examples]
-        for row in labels:
-            for other in row[1:]:
-                a, b = root(row[0]), root(other)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)  # the smaller label is the root: the result is order-free
-        return [root(row[0]) for row in labels]
+    def _names(self) -> list[str]:
+        return list(dict.fromkeys([*self.config.sizes, *self.config.ratios]))
 
     def _labels(self, example: Example) -> list[str]:
         labels = example.group.split("|") if example.group else []
@@ -191,29 +234,12 @@ class Split(Stage):
         value = example.meta.get(self.config.stratify) if self.config.stratify else None
         return "" if value is None else str(value)
 
-    def _position(self, key: str) -> float:
-        digest = hashlib.sha256(f"{self.config.seed}:{key}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
-
     def _intervals(self) -> tuple[list[float], list[str]]:
         """The ratios cut [0, 1) into one interval per split, the largest (train) last: upper edges and names."""
         ratios = self.config.ratios
         largest = max(ratios, key=ratios.get)
         names = [k for k in ratios if k != largest]
         return list(itertools.accumulate(ratios[k] for k in names)), [*names, largest]
-
-    def _cut_by_count(self, keys: list[str], groups: dict[str, list[int]], total: int) -> dict[str, str]:
-        """Cut the position-ordered groups of one stratum into splits by row count (exact shares)."""
-        ordered = sorted(keys, key=self._position)
-        rows = sum(len(groups[k]) for k in keys)
-        targets = self._targets(rows, total)
-        assignment, names, filled, current = {}, list(targets), 0, 0
-        for key in ordered:
-            while current < len(names) - 1 and filled >= targets[names[current]]:
-                current, filled = current + 1, 0
-            assignment[key] = names[current]
-            filled += len(groups[key])
-        return assignment
 
     def _targets(self, rows: int, total: int) -> dict[str, float]:
         """Rows wanted per split in one stratum; the largest-ratio split (train) is filled last."""
@@ -228,15 +254,10 @@ class Split(Stage):
 
 
 def record_trainable_tokens(examples: list[Example], ctx: StageContext) -> None:
-    """Trainable tokens per split, from token_stats' per-row counts, for the gates (token_stats runs before the
-    split, so only a stage that sees both the counts and the splits can tell train's share)."""
-    counts = ctx.extra.get(TRAINABLE_BY_ID)
-    if counts is None:
-        return
-    by_split: Counter = Counter()
-    for example in examples:
-        by_split[example.split or "all"] += counts.get(example.id, 0)
-    ctx.finding("trainable_tokens_by_split", dict(sorted(by_split.items())))
+    """The `trainable_tokens_by_split` finding of `examples` (all of a stage's rows at once)."""
+    tally = TokensBySplit()
+    tally.add(examples, ctx)
+    tally.report(ctx)
 
 
 register_stage(Split)

@@ -4,6 +4,10 @@ Trainable tokens are the assistant tokens (content plus end of turn) left after 
 truncating at `max_seq_len`. A row with none teaches nothing, and a row whose last answer's end-of-turn token
 falls beyond `max_seq_len` never teaches the model to stop (train's pre-flight check refuses it); both are
 rejected by default. Preference rows are counted twice: prompt + chosen answer and prompt + rejected answer.
+
+A row stage: each batch is counted on its own (the chunked fast path works per batch), each kept row carries its
+trainable tokens (`Example.trainable_tokens`, which `split` sums per split), and the findings come from a
+`TokenTally` of Counters that merges across batches and workers.
 """
 
 from __future__ import annotations
@@ -16,18 +20,56 @@ from pydantic import Field
 
 from tunesmith.config import StrictModel
 from tunesmith.curate.record import Example
-from tunesmith.curate.stage import Stage, StageContext, register_stage
-from tunesmith.curate.token_count import Counts, FastCounter, exact_counts, tool_row_counts
+from tunesmith.curate.stage import Stage, StageContext, StageFindings, register_stage
+from tunesmith.curate.token_count import Counts, FastCounter, chunk_token_counts, exact_counts, tool_row_counts
+from tunesmith.curate.token_tally import TokenTally, histogram, summary
 
 log = logging.getLogger(__name__)
 
+# texts the chunk rule must count exactly before any row is counted from chunks: prose, numbers, code with
+# indentation and blank lines, runs of spaces and tabs, accents, CJK, emoji, URLs (a SentencePiece-style
+# tokenizer already fails on the first)
+PROBE_TEXTS = (
+    "Extract the order, please: 12 lamps to Lyon,  now!", " Leading space, trailing ones  ",
+    "def total(order):\n    if order:\n        return  sum(order)  # two spaces\n\n    return 0",
+    "tab\tseparated\t\tcolumns\n  indented line\n\n\nDone.", "Café déjà vu, naïve façade — «quoted» text.",
+    "请解释一下植物的光合作用是如何进行的？", "Emoji 🙂 and symbols: 3.14 × 2 ≥ 6 % ok", "See https://example.com/a?b=1 c",
+    '{"item": "lamp", "quantity": 12}', "a b c d e f g", "x  y   z    w",
+)
 
-def _summary(values: np.ndarray) -> dict[str, float]:
-    if len(values) == 0:
-        return {}
-    pct = np.percentile(values, [50, 90, 99])
-    return {"min": int(values.min()), "mean": round(float(values.mean()), 1), "p50": float(pct[0]),
-            "p90": float(pct[1]), "p99": float(pct[2]), "max": int(values.max())}
+
+class CountingFindings(StageFindings):
+    method: str
+    chunked_rows: int
+    full_rows: int | None = None
+    verified_rows: int | None = None
+    reason: str | None = None
+
+
+class RejectedAnswersFindings(StageFindings):
+    rows: int
+    length: dict[str, float]
+    truncated_rows: int
+    cut_answer_rows: int
+    trainable_tokens: dict[str, float]
+
+
+class TokenStatsFindings(StageFindings):
+    counting: CountingFindings
+    tool_rows: int | None = None
+    tokenizer: str
+    max_seq_len: int
+    length: dict[str, float]
+    histogram: dict[str, list]
+    truncated_rows: int
+    truncated_example_ids: list[str]
+    cut_answer_rows: int
+    cut_answer_example_ids: list[str]
+    trainable_tokens: dict[str, float]
+    zero_trainable_rows: int
+    zero_trainable_example_ids: list[str]
+    rejected_answers: RejectedAnswersFindings | None = None
+    warnings: list[str] | None = None
 
 
 def _rejected_conversation(example: Example) -> list[tuple[str, str]]:
@@ -43,7 +85,9 @@ class TokenStats(Stage):
     and rows whose answer is cut."""
 
     name = "token_stats"
-    version = "2"
+    version = "3"
+    mode = "row"
+    Findings = TokenStatsFindings
 
     class Config(StrictModel):
         max_seq_len: int = Field(
@@ -63,54 +107,72 @@ class TokenStats(Stage):
         bins: int = Field(30, ge=2, le=1000, description="Histogram bins for the length distribution (at most 1,000).")
         batch_size: int = Field(2048, ge=1, le=1_000_000, description="Rows tokenized per batch (at most 1,000,000).")
         counting: Literal["auto", "full"] = Field(
-            "auto", description="auto: count each distinct chunk once (exact for byte-level BPE tokenizers), after "
-            "checking that on verify_rows rows against full encoding, which counts every row on any difference; "
-            "full: encode every row in full."
+            "auto", description="auto: count each distinct chunk once (exact for byte-level BPE tokenizers) once "
+            "fixed probe texts show the rule holds for the tokenizer (else every row is encoded in full), checking "
+            "it on verify_rows rows of each source too; full: encode every row in full."
         )
         verify_rows: int = Field(
-            256, ge=1, le=1_000_000, description="Rows counted both ways (chunked and full encoding) before the "
-            "chunked counting is used (at most 1,000,000)."
+            256, ge=1, le=1_000_000, description="The first rows of each source (row number below this) are "
+            "counted both ways, chunked and full encoding; they keep the full counts, and a difference is a warning "
+            "(at most 1,000,000)."
         )
 
-    def process(self, examples: list[Example], ctx: StageContext) -> list[Example]:
-        tokenizer = ctx.extra["tokenizer"]
-        conversations = [[(m.role, m.content) for m in ex.messages] for ex in examples]
-        preference = np.array([i for i, ex in enumerate(examples) if ex.rejected], dtype=np.int64)
-        conversations += [_rejected_conversation(examples[i]) for i in preference]
-        counts = self._count(tokenizer, conversations, ctx)
-        # tool definitions and calls are rendered by the template too: count those rows as training encodes them
-        tools = np.array([i for i, ex in enumerate(examples) if _uses_tools(ex)], dtype=np.int64)
-        if len(tools):
-            rows = [examples[i].to_json() for i in tools]
-            counts.put(tools, tool_row_counts(tokenizer, rows, self.config.max_seq_len))
-            ctx.finding("tool_rows", int(len(tools)))
-        chosen, other = counts.take(slice(0, len(examples))), counts.take(slice(len(examples), None))
-        return self._judge(examples, chosen, preference, other, ctx)
+    # --- row stage ------------------------------------------------------------------------------------------
+    def setup(self, ctx: StageContext) -> None:
+        """Check the chunk rule on fixed probe texts, so a tokenizer it does not hold for (SentencePiece, say) is
+        counted in full from the first row on, the same in every process."""
+        self._probe_wrong = 0
+        if self.config.counting == "auto":
+            tokenizer = ctx.extra["tokenizer"]
+            chunked = chunk_token_counts(tokenizer, list(PROBE_TEXTS))
+            full = [len(e.ids) for e in tokenizer.backend_tokenizer.encode_batch(list(PROBE_TEXTS),
+                                                                                add_special_tokens=False)]
+            self._probe_wrong = int((chunked != np.asarray(full)).sum())
+            if self._probe_wrong:
+                log.info("token_stats: chunked counting disagrees with this tokenizer on %d of %d probe texts; "
+                         "counting every row in full", self._probe_wrong, len(PROBE_TEXTS))
 
-    def _count(self, tokenizer, conversations, ctx: StageContext) -> Counts:
-        """Chunked counts where a sample proves them equal to full encoding, else full encoding of every row."""
+    def open(self, ctx: StageContext) -> TokenTally:
+        return TokenTally()
+
+    def merge(self, state: TokenTally, other: TokenTally) -> TokenTally:
+        return state.merge(other)
+
+    def process_batch(self, batch: list[Example], state: TokenTally, ctx: StageContext) -> list[Example]:
+        tokenizer = ctx.extra["tokenizer"]
+        conversations = [[(m.role, m.content) for m in ex.messages] for ex in batch]
+        preference = np.array([i for i, ex in enumerate(batch) if ex.rejected], dtype=np.int64)
+        conversations += [_rejected_conversation(batch[i]) for i in preference]
+        owner = np.concatenate([np.arange(len(batch)), preference])  # the row of each conversation
+        counts = self._count(tokenizer, conversations, [batch[i].row for i in owner], state)
+        # tool definitions and calls are rendered by the template too: count those rows as training encodes them
+        tools = np.array([i for i, ex in enumerate(batch) if _uses_tools(ex)], dtype=np.int64)
+        if len(tools):
+            counts.put(tools, tool_row_counts(tokenizer, [batch[i].to_json() for i in tools], self.config.max_seq_len))
+            state.tool_rows += len(tools)
+        chosen, other = counts.take(slice(0, len(batch))), counts.take(slice(len(batch), None))
+        return self._judge(batch, chosen, preference, other, state, ctx)
+
+    def _count(self, tokenizer, conversations, rows: list[int], state: TokenTally) -> Counts:
+        """Chunked counts for the rows that can have them, full encoding for the rest. The first `verify_rows` rows
+        of each source (by their row number, so the same rows in any batch or process) are counted both ways, and
+        their full counts are used."""
         cfg = self.config
-        if cfg.counting == "full":
-            ctx.finding("counting", {"method": "full", "chunked_rows": 0})
+        if cfg.counting == "full" or self._probe_wrong:
             return exact_counts(tokenizer, conversations, cfg.max_seq_len, cfg.batch_size)
         counter = FastCounter(tokenizer, conversations)
-        chunked = np.flatnonzero(counter.eligible)
-        sample = np.array(sorted(ctx.rng.sample(chunked.tolist(), min(len(chunked), cfg.verify_rows))), dtype=np.int64)
-        # checked before counting everything, so a tokenizer that fails it costs one full encoding, not two passes
-        expected = exact_counts(tokenizer, [conversations[i] for i in sample], cfg.max_seq_len, cfg.batch_size)
-        wrong = int(counter.counts(sample, cfg.max_seq_len).differs(expected).sum())
-        if wrong:
-            log.info("token_stats: chunked counting disagrees with this tokenizer on %d of %d sampled rows; "
-                     "counting every row in full", wrong, len(sample))
-            ctx.finding("counting", {"method": "full", "chunked_rows": 0,
-                                     "reason": f"chunked counts differed on {wrong} of {len(sample)} sampled rows"})
-            return exact_counts(tokenizer, conversations, cfg.max_seq_len, cfg.batch_size)
-        counts = Counts.zeros(len(conversations))
-        counts.put(chunked, counter.counts(chunked, cfg.max_seq_len))
+        eligible = np.flatnonzero(counter.eligible)
         full = np.flatnonzero(~counter.eligible)
-        counts.put(full, exact_counts(tokenizer, [conversations[i] for i in full], cfg.max_seq_len, cfg.batch_size))
-        ctx.finding("counting", {"method": "chunked", "chunked_rows": int(len(chunked)), "full_rows": int(len(full)),
-                                 "verified_rows": int(len(sample))})
+        verified = np.flatnonzero(counter.eligible & (np.asarray(rows, dtype=np.int64) < cfg.verify_rows))
+        counts = Counts.zeros(len(conversations))
+        counts.put(eligible, counter.counts(eligible, cfg.max_seq_len))
+        exact = exact_counts(tokenizer, [conversations[i] for i in (*verified, *full)], cfg.max_seq_len,
+                             cfg.batch_size)
+        state.wrong += int(counts.take(verified).differs(exact.take(slice(0, len(verified)))).sum())
+        counts.put(np.concatenate([verified, full]), exact)
+        state.eligible += len(eligible)
+        state.ineligible += len(full)
+        state.verified += len(verified)
         return counts
 
     def _reason(self, i: int, chosen: Counts, other_of: dict[int, int], other: Counts) -> tuple[str, str] | None:
@@ -133,60 +195,88 @@ class TokenStats(Stage):
                 return "truncated", f"{what}: {length} tokens > max_seq_len={limit}"
         return None
 
-    def _judge(self, examples, chosen: Counts, preference: np.ndarray, other: Counts, ctx: StageContext):
+    def _judge(self, batch, chosen: Counts, preference: np.ndarray, other: Counts, state: TokenTally,
+               ctx: StageContext) -> list[Example]:
         other_of = {int(i): j for j, i in enumerate(preference)}
         kept = []
-        for i, example in enumerate(examples):
+        for i, example in enumerate(batch):
             verdict = self._reason(i, chosen, other_of, other)
             if verdict is None:
+                # set in place: the row belongs to the stream, and `split` sums it per split
+                example.trainable_tokens = int(chosen.trainable[i])
                 kept.append(example)
             else:
                 ctx.reject(example, *verdict)
-        cut = chosen.answer_end > self.config.max_seq_len
-        cut[preference] |= other.answer_end > self.config.max_seq_len
-        self._findings(examples, chosen, cut, ctx)
-        if len(preference):
-            ctx.finding("rejected_answers", {
-                "rows": int(len(preference)), "length": _summary(other.lengths),
-                "truncated_rows": int((other.lengths > self.config.max_seq_len).sum()),
-                "cut_answer_rows": int((other.answer_end > self.config.max_seq_len).sum()),
-                "trainable_tokens": {"total": int(other.trainable.sum()), **_summary(other.trainable)}})
-        self._warn(int(cut.sum()), ctx)
+        limit = self.config.max_seq_len
+        cut = chosen.answer_end > limit
+        cut[preference] |= other.answer_end > limit
+        state.chosen.add(chosen, limit)
+        state.rejected.add(other, limit)
+        state.add_ids([ex.id for ex in batch], chosen.lengths > limit, cut, chosen.trainable == 0)
         return kept
 
-    def _findings(self, examples, counts: Counts, cut: np.ndarray, ctx: StageContext) -> None:
-        cfg, lengths, trainable = self.config, counts.lengths, counts.trainable
-        truncated = lengths > cfg.max_seq_len
-        hist, edges = np.histogram(lengths, bins=cfg.bins) if len(lengths) else (np.zeros(0), np.zeros(1))
+    def close(self, state: TokenTally, ctx: StageContext) -> None:
+        cfg, side = self.config, state.chosen
+        ctx.finding("counting", self._counting(state))
+        if state.tool_rows:
+            ctx.finding("tool_rows", state.tool_rows)
         ctx.finding("tokenizer", ctx.extra.get("tokenizer_name", "?"))
         ctx.finding("max_seq_len", cfg.max_seq_len)
-        ctx.finding("length", _summary(lengths))
-        ctx.finding("histogram", {"edges": [round(float(e), 1) for e in edges], "counts": hist.astype(int).tolist()})
-        ctx.finding("truncated_rows", int(truncated.sum()))
-        ctx.finding("truncated_example_ids", [examples[i].id for i in np.flatnonzero(truncated)[:20]])
-        ctx.finding("cut_answer_rows", int(cut.sum()))
-        ctx.finding("cut_answer_example_ids", [examples[i].id for i in np.flatnonzero(cut)[:20]])
-        ctx.finding("trainable_tokens", {"total": int(trainable.sum()), **_summary(trainable)})
-        # per row, for `split` to sum per split: the min_trainable_tokens gate measures train only
-        ctx.extra["trainable_tokens_by_id"] = dict(zip((ex.id for ex in examples), trainable.tolist()))
-        ctx.finding("zero_trainable_rows", int((trainable == 0).sum()))
-        ctx.finding("zero_trainable_example_ids", [examples[i].id for i in np.flatnonzero(trainable == 0)[:20]])
+        ctx.finding("length", summary(side.lengths))
+        ctx.finding("histogram", histogram(side.lengths, cfg.bins))
+        ctx.finding("truncated_rows", side.truncated)
+        ctx.finding("truncated_example_ids", state.truncated_ids)
+        ctx.finding("cut_answer_rows", state.cut_rows)
+        ctx.finding("cut_answer_example_ids", state.cut_ids)
+        ctx.finding("trainable_tokens", {"total": side.trainable_total, **summary(side.trainable)})
+        ctx.finding("zero_trainable_rows", state.zero_rows)
+        ctx.finding("zero_trainable_example_ids", state.zero_ids)
+        if state.rejected.rows:
+            other = state.rejected
+            ctx.finding("rejected_answers", {
+                "rows": other.rows, "length": summary(other.lengths), "truncated_rows": other.truncated,
+                "cut_answer_rows": other.cut,
+                "trainable_tokens": {"total": other.trainable_total, **summary(other.trainable)}})
+        self._warn(state, ctx)
 
-    def _warn(self, cut: int, ctx: StageContext) -> None:
-        """The shared "warnings" finding: rows whose answer max_seq_len cuts, and what was done about them."""
-        if not cut:
-            return
-        limit = f"max_seq_len={self.config.max_seq_len}"
-        if self.config.reject_cut_answers:
-            sentence = (f"{cut} row(s) have an answer cut by {limit} (its end-of-turn token falls beyond it) and "
-                        f"were rejected (reject_cut_answers); raise max_seq_len here and in the train config to keep "
-                        "them (reject_truncated: true would also drop rows cut only after the answer)")
-        else:
-            sentence = (f"{cut} row(s) have an answer cut by {limit} (its end-of-turn token falls beyond it) and are "
-                        f"kept: train at {limit} will refuse them; set reject_cut_answers: true (or reject_truncated: "
-                        "true to drop every row longer than max_seq_len), or raise max_seq_len")
-        ctx.finding("warnings", [sentence])
-        log.warning("%s: %s", self.name, sentence)
+    def _counting(self, state: TokenTally) -> dict:
+        """How the rows were counted. A verified row whose two counts differ was counted in full (as every
+        verified row is); the rows counted from chunks alone are then suspect, and `_warn` says so."""
+        if self.config.counting == "full":
+            return {"method": "full", "chunked_rows": 0}
+        if self._probe_wrong:
+            return {"method": "full", "chunked_rows": 0, "reason": f"chunked counts differed on {self._probe_wrong} "
+                    f"of {len(PROBE_TEXTS)} probe texts"}
+        if not state.wrong:
+            return {"method": "chunked", "chunked_rows": state.eligible, "full_rows": state.ineligible,
+                    "verified_rows": state.verified}
+        reason = f"chunked counts differed on {state.wrong} of {state.verified} sampled rows"
+        chunked = state.eligible - state.verified
+        if not chunked:
+            return {"method": "full", "chunked_rows": 0, "reason": reason}
+        return {"method": "chunked", "chunked_rows": chunked, "full_rows": state.ineligible + state.verified,
+                "verified_rows": state.verified, "reason": reason}
+
+    def _warn(self, state: TokenTally, ctx: StageContext) -> None:
+        """The shared "warnings" finding: rows whose answer max_seq_len cuts, and what was done about them; chunked
+        counts that a verified row contradicts."""
+        out, cut, limit = [], state.cut_rows, f"max_seq_len={self.config.max_seq_len}"
+        if cut and self.config.reject_cut_answers:
+            out.append(f"{cut} row(s) have an answer cut by {limit} (its end-of-turn token falls beyond it) and "
+                       f"were rejected (reject_cut_answers); raise max_seq_len here and in the train config to keep "
+                       "them (reject_truncated: true would also drop rows cut only after the answer)")
+        elif cut:
+            out.append(f"{cut} row(s) have an answer cut by {limit} (its end-of-turn token falls beyond it) and are "
+                       f"kept: train at {limit} will refuse them; set reject_cut_answers: true (or reject_truncated: "
+                       "true to drop every row longer than max_seq_len), or raise max_seq_len")
+        if state.wrong and state.eligible > state.verified:
+            out.append(f"token counts: chunked counting differed from full encoding on {state.wrong} of "
+                       f"{state.verified} verified rows, so the {state.eligible - state.verified} rows counted from "
+                       "chunks alone may be off; set counting: full to encode every row")
+        if out:
+            ctx.finding("warnings", out)
+            for sentence in out:
+                log.warning("%s: %s", self.name, sentence)
 
     def _exact_counts(self, tokenizer, conversations) -> tuple[np.ndarray, np.ndarray]:
         """(lengths, trainable tokens) from full encoding: the reference that tests compare training with."""
