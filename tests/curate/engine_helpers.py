@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from tunesmith.curate.engine import Engine, StageRun
@@ -39,3 +40,24 @@ def rejected_lines(folder: Path, name: str) -> list[dict]:
 def comparable(record) -> dict:
     """A stage record without its timing, for equality checks."""
     return {k: v for k, v in record.model_dump(mode="json").items() if k != "seconds"}
+
+
+def three_runs(make_stage: Callable[[], Stage], examples: list[Example], folder: Path, extra: dict | None = None):
+    """(survivors, record, rejected lines) of the whole-list run, batches of 3 in one process, and batches of 2
+    over two workers: what a batch-form stage must keep identical."""
+    results = [run_whole(make_stage(), examples, folder / "whole", extra=extra)]
+    for name, batch_size, workers in (("b3", 3, 1), ("b2w2", 2, 2)):
+        results.append(run_streamed(make_stage(), examples, folder / name, batch_size=batch_size, workers=workers,
+                                    extra=extra))
+    return results
+
+
+def assert_same(results) -> None:
+    """Every run kept the same rows, rejected the same lines and made the same record, findings' key order included
+    (it reaches the card's JSON)."""
+    (kept, record, rejected), *others = results
+    for other_kept, other_record, other_rejected in others:
+        assert [e.to_json() for e in other_kept] == [e.to_json() for e in kept]
+        assert other_rejected == rejected
+        assert comparable(other_record) == comparable(record)
+        assert json.dumps(other_record.findings) == json.dumps(record.findings)

@@ -10,7 +10,7 @@ import pickle
 import pytest
 from pydantic import ValidationError
 
-from tests.curate.engine_helpers import comparable, run_streamed, run_whole
+from tests.curate.engine_helpers import assert_same, run_whole, three_runs
 from tests.curate.rows import chat_row
 from tunesmith.curate import pii_findings
 from tunesmith.curate.pii import Pii
@@ -43,19 +43,7 @@ def rows():
 
 def runs(stage_config, tmp_path):
     """(survivors, record, rejected lines) of the whole-list run and of two streamed runs."""
-    results = [run_whole(Pii(Pii.Config(**stage_config)), rows(), tmp_path / "whole")]
-    for name, batch_size, workers in (("b3", 3, 1), ("b2w2", 2, 2)):
-        results.append(run_streamed(Pii(Pii.Config(**stage_config)), rows(), tmp_path / name,
-                                    batch_size=batch_size, workers=workers))
-    return results
-
-
-def assert_same(results):
-    (kept, record, rejected), *others = results
-    for other_kept, other_record, other_rejected in others:
-        assert [e.to_json() for e in other_kept] == [e.to_json() for e in kept]
-        assert other_rejected == rejected
-        assert comparable(other_record) == comparable(record)
+    return three_runs(lambda: Pii(Pii.Config(**stage_config)), rows(), tmp_path)
 
 
 @pytest.mark.parametrize("action", ["report", "mask", "drop"])

@@ -11,7 +11,7 @@ import pickle
 import pytest
 from pydantic import ValidationError
 
-from tests.curate.engine_helpers import comparable, run_streamed, run_whole
+from tests.curate.engine_helpers import assert_same, run_streamed, run_whole, three_runs
 from tunesmith.curate.engine import Engine, StageRun
 from tunesmith.curate.sources import SourceConfig, read_source
 from tunesmith.curate.stage import DataError, StageContext
@@ -68,22 +68,7 @@ def rows(folder):
 
 def runs(tmp_path, **config):
     """(survivors, record, rejected lines) of the whole-list run and of two streamed runs."""
-    examples = rows(tmp_path / "data")
-    results = [run_whole(Validate(Validate.Config(**config)), examples, tmp_path / "whole")]
-    for name, batch_size, workers in (("b3", 3, 1), ("b2w2", 2, 2)):
-        results.append(run_streamed(Validate(Validate.Config(**config)), examples, tmp_path / name,
-                                    batch_size=batch_size, workers=workers))
-    return results
-
-
-def assert_same(results):
-    (kept, record, rejected), *others = results
-    for other_kept, other_record, other_rejected in others:
-        assert [e.to_json() for e in other_kept] == [e.to_json() for e in kept]
-        assert other_rejected == rejected
-        assert comparable(other_record) == comparable(record)
-        # dict order reaches the card's JSON: the merged counters keep the one-pass order too
-        assert json.dumps(other_record.findings) == json.dumps(record.findings)
+    return three_runs(lambda: Validate(Validate.Config(**config)), rows(tmp_path / "data"), tmp_path)
 
 
 @pytest.mark.parametrize("placeholder_action", ["drop_input", "reject"])
