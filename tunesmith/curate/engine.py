@@ -94,8 +94,10 @@ class SpillStore(RowStore):
                 start += len(batch)
 
     def remove(self) -> None:
+        """Free the rows: drop the held batches, or close and delete the file."""
         self.seal()
-        self._held = [] if self._held is not None else None
+        if self._held is not None:
+            self._held.clear()
         self.path.unlink(missing_ok=True)
 
     def __len__(self) -> int:

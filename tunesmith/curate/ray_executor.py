@@ -142,7 +142,7 @@ def _exchange(runs: list[StageRun], batches: Iterator[list[Example]], queue, ans
 
 def _worker_copies(runs: list[StageRun]) -> list[StageRun]:
     """What an actor needs of each stage: the stage and a context without the driver's open file, counts or
-    accumulator (the actor's `_worker_setup` then makes it buffer rejected lines for the driver)."""
+    accumulator (the actor's `engine.prepare_worker_runs` then sets each stage up there)."""
     copies = []
     for run in runs:
         ctx = copy.copy(run.ctx)
